@@ -1,0 +1,34 @@
+# gradir: `make demo` and `make test` each set up what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/beir
+DEMO_OUT ?= demo-output
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+# The CPU build of torch first (it lies on the project machines' disk); an unpinned
+# torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/gradir eval --collection $(DATA)/scifact --out $(DEMO_OUT)
+
+bench: setup
+	$(BIN)/python benchmarks/encode.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,3 @@
+from gradir.cli import main
+
+main()

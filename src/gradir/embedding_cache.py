@@ -1,0 +1,67 @@
+"""A persistent cache of text embeddings.
+
+One SQLite file per (model fingerprint, encoding settings) holds one row per text:
+the text's BLAKE2 hash and its vector as float32 bytes. SQLite gives atomic,
+crash-safe commits and lets several processes share the cache (WAL mode), which a
+folder of NumPy files would not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+_LOOKUP_CHUNK = 900  # below SQLite's default limit on bound parameters
+
+
+def default_cache_dir() -> Path:
+    """``$GRADIR_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradir``, else ``~/.cache/gradir``."""
+    if env := os.environ.get("GRADIR_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gradir"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class EmbeddingCache:
+    """Vectors of one model under one set of encoding settings, keyed by text hash."""
+
+    def __init__(self, directory: Path | str, namespace: str):
+        self.path = Path(directory) / "embeddings" / f"{namespace}.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._db.commit()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys``."""
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = list(keys[start : start + _LOOKUP_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
+            for key, blob in rows:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store vectors in one transaction: all of them are cached, or none."""
+        rows = [(key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for key, vec in zip(keys, vectors)]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,123 @@
+"""Encoding texts with a sentence-transformers model, through the embedding cache.
+
+Texts are de-duplicated, looked up in the cache, and only the missing ones are
+encoded, longest first in chunks that are written to the cache as they finish: a
+second encoding of the same corpus reads vectors from disk without loading the
+model, and an interrupted encoding resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gradir.console import progress
+from gradir.embedding_cache import EmbeddingCache, default_cache_dir, text_key
+from gradir.models import model_fingerprint, resolve_model_path
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+_CHUNK = 512
+
+
+class Encoder:
+    """Normalised embeddings of queries and documents from one local model.
+
+    Args:
+        model: a local sentence-transformers directory; None for the default model.
+        cache_dir: where the embedding cache lives; None for the default
+            (``$GRADIR_CACHE_DIR`` or ``~/.cache/gradir``), False to disable caching.
+        batch_size: texts per forward pass.
+        max_seq_length: token limit; None keeps the model's own.
+        query_prompt, document_prompt: prefixes some models expect (``"query: "``).
+        device: torch device; None lets sentence-transformers choose.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        cache_dir: Path | str | None | bool = None,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        device: str | None = None,
+        show_progress: bool = True,
+    ):
+        self.model_path = resolve_model_path(model)
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.prompts = {"query": query_prompt, "document": document_prompt}
+        self.device = device
+        self.show_progress = show_progress
+        self._model: SentenceTransformer | None = None
+        self.encoded_count = 0
+        self.cache_hits = 0
+        self._cache: EmbeddingCache | None = None
+        if cache_dir is not False:
+            directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
+            self._cache = EmbeddingCache(directory, self.cache_namespace())
+
+    def cache_namespace(self) -> str:
+        """Model content fingerprint plus the settings that change vectors."""
+        settings = f"{model_fingerprint(self.model_path)}|max_seq_length={self.max_seq_length}|normalized"
+        return hashlib.blake2b(settings.encode(), digest_size=16).hexdigest()
+
+    @property
+    def model(self) -> "SentenceTransformer":
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
+            if self.max_seq_length is not None:
+                self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, kind="query")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, kind="document")
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        prompt = self.prompts[kind]
+        full_texts = [prompt + t for t in texts]
+        keys = [text_key(t) for t in full_texts]
+        unique: dict[bytes, str] = dict(zip(keys, full_texts))
+        vectors = self._cache.get_many(list(unique)) if self._cache is not None else {}
+        self.cache_hits += sum(1 for k in keys if k in vectors)
+        missing = [k for k in unique if k not in vectors]
+        if missing:
+            vectors.update(self._encode_missing(missing, unique, kind))
+        if not keys:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        return np.stack([vectors[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _encode_missing(self, missing: list[bytes], texts: dict[bytes, str], kind: str) -> dict[bytes, np.ndarray]:
+        # Longest first, so each chunk's batches hold texts of similar length.
+        missing = sorted(missing, key=lambda k: len(texts[k]), reverse=True)
+        found: dict[bytes, np.ndarray] = {}
+        with progress() as bar:
+            task = bar.add_task(f"encoding {kind}s", total=len(missing), visible=self.show_progress)
+            for start in range(0, len(missing), _CHUNK):
+                chunk = missing[start : start + _CHUNK]
+                embeddings = self.model.encode(
+                    [texts[k] for k in chunk],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                ).astype(np.float32, copy=False)
+                if self._cache is not None:
+                    self._cache.put_many(chunk, embeddings)
+                found.update(zip(chunk, embeddings))
+                self.encoded_count += len(chunk)
+                bar.advance(task, len(chunk))
+        return found

@@ -1,0 +1,43 @@
+"""Retrieving for a set of queries over a collection: dense, BM25, or both fused."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from gradir.collections.records import Document, Query
+from gradir.encoding import Encoder
+from gradir.errors import GradirError
+from gradir.retrieval.bm25 import BM25Index
+from gradir.retrieval.dense import DenseIndex
+from gradir.retrieval.fusion import reciprocal_rank_fusion
+from gradir.retrieval.run import Run
+
+Retriever = Literal["dense", "bm25", "hybrid"]
+RETRIEVERS: tuple[str, ...] = ("dense", "bm25", "hybrid")
+
+
+def search(
+    documents: Mapping[str, Document],
+    queries: Mapping[str, Query],
+    retriever: str = "dense",
+    *,
+    encoder: Encoder | None = None,
+    top_k: int = 100,
+) -> Run:
+    """The ``top_k`` documents of each query. Hybrid fuses dense and BM25 with RRF."""
+    if retriever not in RETRIEVERS:
+        raise GradirError(f"unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    doc_ids = list(documents)
+    query_ids = list(queries)
+    query_texts = [queries[q].text for q in query_ids]
+    runs: list[Run] = []
+    if retriever in ("dense", "hybrid"):
+        encoder = encoder or Encoder()
+        doc_vectors = encoder.encode_documents([documents[d].full_text for d in doc_ids])
+        query_vectors = encoder.encode_queries(query_texts)
+        runs.append(DenseIndex(doc_ids, doc_vectors).search(query_ids, query_vectors, top_k))
+    if retriever in ("bm25", "hybrid"):
+        index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
+        runs.append(index.search(query_ids, query_texts, top_k))
+    return runs[0] if len(runs) == 1 else reciprocal_rank_fusion(runs, top_k=top_k)

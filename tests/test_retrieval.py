@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import TINY
+from gradir.collections import load_collection
+from gradir.encoding import Encoder
+from gradir.retrieval import BM25Index, DenseIndex
+from gradir.retrieval.search import search
+
+
+def test_dense_index_is_exact_cosine_search() -> None:
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(50, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries = docs[[3, 7]] + 0.01
+    run = DenseIndex([f"d{i}" for i in range(50)], docs).search(["a", "b"], queries, top_k=5)
+    expected = np.argsort(-(queries @ docs.T), axis=1)[:, :5]
+    assert list(run["a"]) == [f"d{i}" for i in expected[0]]
+    assert list(run["b"])[0] == "d7"
+    assert len(run["a"]) == 5
+
+
+def test_bm25_stems_and_ranks_matching_documents_first() -> None:
+    index = BM25Index(["a", "b", "c"], ["Statins lower cholesterol", "Running shoes", "Cholesterol levels rise"])
+    run = index.search(["q1", "q2"], ["statin cholesterols", "zebra"], top_k=3)
+    assert list(run["q1"])[0] == "a"
+    assert set(run["q1"]) == {"a", "c"}
+    assert run["q2"] == {}
+
+
+def test_every_retriever_finds_the_judged_documents(tmp_path) -> None:
+    collection = load_collection(TINY)
+    queries = collection.split_queries("test")
+    encoder = Encoder(cache_dir=tmp_path)
+    for retriever in ("dense", "bm25", "hybrid"):
+        run = search(collection.documents, queries, retriever, encoder=encoder, top_k=3)
+        assert next(iter(run["q1"])) == "d1", retriever
+        assert next(iter(run["q3"])) == "d5", retriever
