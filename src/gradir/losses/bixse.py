@@ -1,0 +1,81 @@
+"""BiXSE: pointwise binary cross-entropy on graded (probabilistic) relevance labels.
+
+For the local queries q_i and every document d_j of the (gathered) batch:
+
+    z_ij = s·cos(q_i, d_j) + b,        s = exp(log_s), s and b learnable (SigLIP-style)
+    L    = -1/B Σ_i Σ_j [ w+ · y_ij · log σ(z_ij) + w- · (1 - y_ij) · log(1 - σ(z_ij)) ]
+
+y_ij is the soft label of the pair (the graded probability, e.g. expected grade / 3)
+when d_j is one of query i's labelled documents, and 0 for the in-batch documents of
+other queries — unless that document is itself one of query i's labelled documents
+(the same text, found by identical embeddings), in which case its label is used. One
+labelled document per query is enough; hard negatives with their graded labels may be
+added as further columns. b starts negative (-10) because most pairs are negatives;
+s starts at 20.
+
+Reference: Tsirigotis et al., "BiXSE: Improving Dense Retrieval via Probabilistic
+Graded Relevance Distillation", arXiv 2508.06781 (2025); Zhai et al., "Sigmoid Loss
+for Language Image Pre-Training" (SigLIP, 2023) for the learnable scale and bias.
+
+Example::
+
+    from gradir.losses import BiXSELoss
+    loss = BiXSELoss(model)                 # scale and bias are trained with the model
+    # dataset columns: query, document_1, [document_2, ...], label = [y_1, y_2, ...]
+    SentenceTransformerTrainer(model=model, train_dataset=dataset, loss=loss).train()
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize, own_document_index
+
+SAME_DOCUMENT_COSINE = 1.0 - 1e-5
+
+
+class BiXSELoss(BiEncoderLoss):
+    def __init__(
+        self,
+        model: nn.Module,
+        init_scale: float = 20.0,
+        init_bias: float = -10.0,
+        positive_weight: float = 1.0,
+        negative_weight: float = 1.0,
+        learnable: bool = True,
+    ):
+        super().__init__(model)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
+        self.bias = nn.Parameter(torch.tensor(float(init_bias)), requires_grad=learnable)
+        self.positive_weight = positive_weight
+        self.negative_weight = negative_weight
+
+    def targets(self, labels: Tensor, documents: Tensor, own: Tensor) -> Tensor:
+        """(B, N*K) targets: own labels, 0 elsewhere, the own label again for a duplicate of an own document."""
+        batch, columns = labels.shape
+        targets = labels.new_zeros(batch, documents.size(0))
+        own_documents = documents[own.reshape(-1)].reshape(batch, columns, -1)
+        # cos(own document k of query i, batch document j) ~ 1 means the same document.
+        same = torch.einsum("ikd,jd->ikj", own_documents.detach(), documents.detach()) >= SAME_DOCUMENT_COSINE
+        duplicate_labels = torch.where(same, labels[:, :, None], torch.zeros_like(labels[:, :, None]))
+        targets = torch.maximum(targets, duplicate_labels.amax(dim=1))
+        return targets.scatter(1, own, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
+        queries = normalize(embeddings[0])
+        batch, columns = queries.size(0), len(embeddings) - 1
+        labels = self.check_labels(labels, batch, columns, "bixse").clamp(0.0, 1.0)
+        gathered = [gather(normalize(d)) for d in embeddings[1:]]
+        offset = gathered[0][1]
+        documents = documents_by_column([g[0] for g in gathered])
+        world_batch = documents.size(0) // columns
+        own = own_document_index(batch, columns, offset, world_batch, queries.device)
+        targets = self.targets(labels, documents, own)
+        logits = self.log_scale.exp() * queries @ documents.T + self.bias
+        log_p = nn.functional.logsigmoid(logits)
+        log_not_p = nn.functional.logsigmoid(-logits)
+        per_pair = self.positive_weight * targets * log_p + self.negative_weight * (1 - targets) * log_not_p
+        return -per_pair.sum(dim=1).mean()

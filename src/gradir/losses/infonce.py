@@ -1,0 +1,45 @@
+"""InfoNCE: the contrastive baseline every graded loss is measured against.
+
+For query i with positive p_i, the candidates are every positive and hard negative in
+the (gathered) batch, C:
+
+    L = -1/B Σ_i log( exp(s·cos(q_i, p_i)) / Σ_{c∈C} exp(s·cos(q_i, c)) )
+
+with scale s = 1/τ = 20 (sentence-transformers' MultipleNegativesRankingLoss default).
+Labels are not used: the first document column holds the positives, the others hard
+negatives (the training-set assembler binarises graded judgments for it).
+
+Reference: van den Oord et al., "Representation Learning with Contrastive Predictive
+Coding" (2018); Henderson et al. (2017) for in-batch negatives in retrieval.
+
+Example::
+
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from gradir.losses import InfoNCELoss
+    model = SentenceTransformer("path/to/model")
+    loss = InfoNCELoss(model, scale=20.0)
+    # dataset columns: query, positive, [negative_1, ...]
+    SentenceTransformerTrainer(model=model, train_dataset=dataset, loss=loss).train()
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize
+
+
+class InfoNCELoss(BiEncoderLoss):
+    def __init__(self, model: nn.Module, scale: float = 20.0):
+        super().__init__(model)
+        self.scale = scale
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        queries = normalize(embeddings[0])
+        gathered = [gather(normalize(d)) for d in embeddings[1:]]
+        offset = gathered[0][1]
+        candidates = documents_by_column([g[0] for g in gathered])
+        logits = self.scale * queries @ candidates.T
+        targets = torch.arange(queries.size(0), device=queries.device) + offset
+        return nn.functional.cross_entropy(logits, targets)
