@@ -171,6 +171,90 @@ def check_command(
         err_console.print(f"{collection}: {len(loaded.documents)} documents, {len(loaded.queries)} queries, judgments {judged}")
 
 
+judgments_app = typer.Typer(help="Make judgments tables (the supervision of the graded losses).", no_args_is_help=True)
+app.add_typer(judgments_app, name="judgments")
+
+
+@judgments_app.command("from-qrels")
+def judgments_from_qrels_command(
+    collection: CollectionOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Judgments table to write (.parquet or .jsonl).")],
+    split: Annotated[str, typer.Option("--split", help="Which qrels split to turn into judgments.")] = "train",
+    max_queries: Annotated[Optional[int], typer.Option("--max-queries", min=1, help="Sample this many queries (seeded).")] = None,
+    negatives: Annotated[int, typer.Option("--negatives", min=0, help="Mined unjudged negatives per query, added as grade 0.")] = 0,
+    retriever: Annotated[str, typer.Option("--retriever", help="Retriever that mines the negatives: dense, bm25 or hybrid.")] = "dense",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the query and negative sampling.")] = 0,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Turn human graded qrels into a judgments table (p_relevant = grade / top grade)."""
+    import time
+
+    from gradir.collections import load_collection
+    from gradir.judgments import judgments_from_qrels, write_judgments
+
+    start = time.perf_counter()
+    loaded = load_collection(collection, lenient=lenient)
+    judgments = judgments_from_qrels(
+        loaded, split, max_queries=max_queries, negatives=negatives, retriever=retriever, seed=seed
+    )
+    write_judgments(out, judgments)
+    grades: dict[str, int] = {}
+    for j in judgments:
+        grades[str(j.grade)] = grades.get(str(j.grade), 0) + 1
+    result = {
+        "written": len(judgments),
+        "queries": len({j.query_id for j in judgments}),
+        "grades": dict(sorted(grades.items())),
+        "out": str(out),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _report_skipped(loaded.log.summary())
+    if as_json:
+        _emit(result, True)
+    else:
+        err_console.print(f"wrote {result['written']} judgments of {result['queries']} queries to {out}")
+
+
+@app.command("train")
+def train_command(
+    judgments: Annotated[Path, typer.Option("--judgments", "-j", help="Judgments table (.parquet or .jsonl).")],
+    collection: CollectionOpt,
+    loss: Annotated[str, typer.Option("--loss", help="infonce, bixse, wasserstein, listwise_kl or margin_mse.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model folder; default all-MiniLM-L6-v2.")] = None,
+    epochs: Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the training set.")] = 1.0,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (-1: no limit).")] = -1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Queries per step and process.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (linear warm-up over 10%).")] = 2e-5,
+    list_size: Annotated[int, typer.Option("--list-size", min=1, help="Documents per query in each example.")] = 4,
+    threshold: Annotated[int, typer.Option("--threshold", help="Lowest grade that counts as a positive.")] = 1,
+    dev_split: Annotated[Optional[str], typer.Option("--dev-split", help="Evaluate the trained model on this split.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling, shuffling and initialisation.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a bi-encoder on graded judgments with one of gradir's losses."""
+    from gradir.collections import load_collection
+    from gradir.losses import LOSSES
+    from gradir.training import train
+
+    if loss not in LOSSES:
+        raise GradirError(f"--loss: unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
+    loaded = load_collection(collection, lenient=lenient)
+    result = train(
+        judgments, loaded, loss, out,
+        model=model, epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=lr,
+        list_size=list_size, threshold=threshold, dev_split=dev_split, seed=seed, resume=resume,
+    )
+    _report_skipped(loaded.log.summary())
+    if as_json:
+        _emit(result.summary(), True)
+    else:
+        err_console.print(f"trained {loss} for {result.steps} steps in {result.seconds:.0f} s; model in {out}")
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

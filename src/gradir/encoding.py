@@ -92,8 +92,8 @@ class Encoder:
         keys = [text_key(t) for t in full_texts]
         unique: dict[bytes, str] = dict(zip(keys, full_texts))
         vectors = self._cache.get_many(list(unique)) if self._cache is not None else {}
-        self.cache_hits += sum(1 for k in keys if k in vectors)
         missing = [k for k in unique if k not in vectors]
+        self.cache_hits += len(unique) - len(missing)
         if missing:
             vectors.update(self._encode_missing(missing, unique, kind))
         if not keys:
