@@ -26,7 +26,10 @@ def _trec_eval_on_file(collection: Path, split: str, run_path: Path) -> dict[str
     }
 
 
-@pytest.mark.parametrize("command", [[], ["eval"], ["compare"], ["check"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["eval"], ["compare"], ["check"], ["judgments"], ["judgments", "from-qrels"], ["train"], ["train-reranker"]],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0

@@ -216,43 +216,91 @@ def judgments_from_qrels_command(
         err_console.print(f"wrote {result['written']} judgments of {result['queries']} queries to {out}")
 
 
+JudgmentsOpt = Annotated[Path, typer.Option("--judgments", "-j", help="Judgments table (.parquet or .jsonl).")]
+TrainOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
+BaseModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model folder; default all-MiniLM-L6-v2.")]
+EpochsOpt = Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the training set.")]
+MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (-1: no limit).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Queries per step and process.")]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (linear warm-up over 10%).")]
+ListSizeOpt = Annotated[int, typer.Option("--list-size", min=1, help="Documents per query in each example.")]
+ThresholdOpt = Annotated[int, typer.Option("--threshold", help="Lowest grade that counts as a positive.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of sampling, shuffling and initialisation.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")]
+
+
 @app.command("train")
 def train_command(
-    judgments: Annotated[Path, typer.Option("--judgments", "-j", help="Judgments table (.parquet or .jsonl).")],
+    judgments: JudgmentsOpt,
     collection: CollectionOpt,
     loss: Annotated[str, typer.Option("--loss", help="infonce, bixse, wasserstein, listwise_kl or margin_mse.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model folder; default all-MiniLM-L6-v2.")] = None,
-    epochs: Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the training set.")] = 1.0,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (-1: no limit).")] = -1,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Queries per step and process.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (linear warm-up over 10%).")] = 2e-5,
-    list_size: Annotated[int, typer.Option("--list-size", min=1, help="Documents per query in each example.")] = 4,
-    threshold: Annotated[int, typer.Option("--threshold", help="Lowest grade that counts as a positive.")] = 1,
+    out: TrainOutOpt,
+    model: BaseModelOpt = None,
+    epochs: EpochsOpt = 1.0,
+    max_steps: MaxStepsOpt = -1,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 2e-5,
+    list_size: ListSizeOpt = 4,
+    threshold: ThresholdOpt = 1,
+    mini_batch_size: Annotated[Optional[int], typer.Option("--mini-batch-size", min=1, help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory.")] = None,
     dev_split: Annotated[Optional[str], typer.Option("--dev-split", help="Evaluate the trained model on this split.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling, shuffling and initialisation.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a bi-encoder on graded judgments with one of gradir's losses."""
     from gradir.collections import load_collection
     from gradir.losses import LOSSES
-    from gradir.training import train
+    from gradir.training import TrainSettings, train
 
     if loss not in LOSSES:
         raise GradirError(f"--loss: unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
     loaded = load_collection(collection, lenient=lenient)
-    result = train(
-        judgments, loaded, loss, out,
-        model=model, epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=lr,
-        list_size=list_size, threshold=threshold, dev_split=dev_split, seed=seed, resume=resume,
-    )
-    _report_skipped(loaded.log.summary())
+    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed, mini_batch_size)
+    result = train(judgments, loaded, loss, out, model=model, settings=settings, dev_split=dev_split, resume=resume)
+    _finish_training(result, loaded.log.summary(), as_json)
+
+
+@app.command("train-reranker")
+def train_reranker_command(
+    judgments: JudgmentsOpt,
+    collection: CollectionOpt,
+    loss: Annotated[str, typer.Option("--loss", help="lce (positive vs hard negatives) or bce (graded soft labels).")],
+    out: TrainOutOpt,
+    model: BaseModelOpt = None,
+    epochs: EpochsOpt = 1.0,
+    max_steps: MaxStepsOpt = -1,
+    batch_size: BatchOpt = 16,
+    lr: LrOpt = 2e-5,
+    list_size: ListSizeOpt = 4,
+    threshold: ThresholdOpt = 1,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a cross-encoder reranker on graded judgments with LCE or graded BCE."""
+    from gradir.collections import load_collection
+    from gradir.losses import RERANKER_LOSSES
+    from gradir.training import TrainSettings, train_reranker
+
+    if loss not in RERANKER_LOSSES:
+        raise GradirError(f"--loss: unknown reranker loss '{loss}' (choose from {', '.join(RERANKER_LOSSES)})")
+    loaded = load_collection(collection, lenient=lenient)
+    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed)
+    result = train_reranker(judgments, loaded, loss, out, model=model, settings=settings, resume=resume)
+    _finish_training(result, loaded.log.summary(), as_json)
+
+
+def _finish_training(result, skipped: dict[str, int], as_json: bool) -> None:
+    _report_skipped(skipped)
     if as_json:
         _emit(result.summary(), True)
     else:
-        err_console.print(f"trained {loss} for {result.steps} steps in {result.seconds:.0f} s; model in {out}")
+        err_console.print(
+            f"trained {result.loss} for {result.steps} steps in {result.seconds:.0f} s; model in {result.model_path}"
+        )
 
 
 def main() -> None:

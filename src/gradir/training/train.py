@@ -1,10 +1,10 @@
-"""Training a sentence-transformers bi-encoder on graded judgments with one of gradir's losses.
+"""Training on graded judgments: bi-encoders with gradir's losses, rerankers with LCE or graded BCE.
 
-Training runs through ``SentenceTransformerTrainer`` (so ``torchrun`` / ``accelerate
-launch`` give multi-GPU data parallelism, and the losses gather in-batch negatives across
-processes); checkpoints go to ``OUT/.checkpoints`` and ``resume=True`` continues from
-the last one. The finished model is a plain sentence-transformers folder in ``OUT``
-with a model card (data, loss, settings, metrics) and ``training.json``.
+Training runs through sentence-transformers' trainers (so ``torchrun`` / ``accelerate
+launch`` give multi-GPU data parallelism, and the bi-encoder losses gather in-batch
+negatives across processes); checkpoints go to ``OUT/.checkpoints`` and ``resume=True``
+continues from the last one. The finished model is a plain sentence-transformers folder
+in ``OUT`` with a model card (data, loss, settings, metrics) and ``training.json``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,45 @@ from gradir.collections.loader import Collection
 from gradir.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.judgments import read_judgments
-from gradir.losses import LOSSES
+from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path
 from gradir.training.assemble import assemble_training_set
 
 CHECKPOINTS = ".checkpoints"
+
+
+@dataclass
+class TrainSettings:
+    """What a training run is given besides its data and loss."""
+
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    list_size: int = 4
+    threshold: int = 1
+    seed: int = 0
+    mini_batch_size: int | None = None  # GradCache mini-batches (bi-encoders only); None: no caching
+    save_steps: int = 50
+
+    def trainer_arguments(self, output_dir: Path) -> dict[str, Any]:
+        return dict(
+            output_dir=str(output_dir),
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            per_device_train_batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            warmup_ratio=0.1,
+            seed=self.seed,
+            data_seed=self.seed,
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=1,
+            logging_steps=5,
+            report_to="none",
+            dataloader_drop_last=True,
+            disable_tqdm=True,
+        )
 
 
 @dataclass
@@ -38,7 +72,7 @@ class TrainResult:
     examples: int
     steps: int
     seconds: float
-    final_loss: float | None
+    final_loss: float
     settings: dict[str, Any]
     dev_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -51,6 +85,20 @@ def _last_checkpoint(directory: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
+def _fit(trainer, out: Path, resume: bool) -> tuple[float, int]:
+    """Train (from the last checkpoint if asked), keep the loss log; return the last loss and steps."""
+    resume_from = _last_checkpoint(out / CHECKPOINTS) if resume else None
+    # The trainer prints its log lines on stdout; stdout is for the --json result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        output = trainer.train(resume_from_checkpoint=resume_from)
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    with open(out / "training_log.jsonl", "w", encoding="utf-8") as handle:
+        for entry in history:
+            handle.write(json.dumps(entry) + "\n")
+    final = float(history[-1]["loss"]) if history else float(output.training_loss)
+    return final, trainer.state.global_step
+
+
 def train(
     judgments_path: Path | str,
     collection: Collection,
@@ -58,17 +106,12 @@ def train(
     out: Path | str,
     *,
     model: str | Path | None = None,
-    epochs: float = 1.0,
-    max_steps: int = -1,
-    batch_size: int = 32,
-    learning_rate: float = 2e-5,
-    list_size: int = 4,
-    threshold: int = 1,
+    settings: TrainSettings | None = None,
     dev_split: str | None = None,
-    seed: int = 0,
     resume: bool = False,
     loss_options: dict[str, Any] | None = None,
 ) -> TrainResult:
+    """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`."""
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -77,90 +120,97 @@ def train(
         SentenceTransformerTrainingArguments,
     )
 
+    settings = settings or TrainSettings()
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
     judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
     dataset = assemble_training_set(
-        judgments, collection.documents, loss, list_size=list_size, threshold=threshold, seed=seed
+        judgments, collection.documents, loss,
+        list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
     )
     student = SentenceTransformer(str(base_path), local_files_only=True)
     loss_module = LOSSES[loss](student, **(loss_options or {}))
-    checkpoints = out / CHECKPOINTS
-    settings = {
-        "base_model": str(base_path),
-        "judgments": str(judgments_path),
-        "collection": str(collection.root),
-        "loss": loss,
-        "loss_options": loss_options or {},
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "list_size": list_size,
-        "threshold": threshold,
-        "seed": seed,
-    }
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_ratio=0.1,
-        seed=seed,
-        data_seed=seed,
-        save_strategy="steps",
-        save_steps=50,
-        save_total_limit=1,
-        logging_steps=5,
-        report_to="none",
-        dataloader_drop_last=True,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if loss == "infonce" else BatchSamplers.BATCH_SAMPLER,
-        disable_tqdm=True,
-    )
+    if settings.mini_batch_size:
+        loss_module = CachedLoss(loss_module, settings.mini_batch_size)
+    sampler = BatchSamplers.NO_DUPLICATES if loss == "infonce" else BatchSamplers.BATCH_SAMPLER
+    args = SentenceTransformerTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=sampler)
     trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss_module)
-    resume_from = _last_checkpoint(checkpoints) if resume else None
-    # The trainer prints its log lines on stdout; stdout is for the --json result alone.
-    with contextlib.redirect_stdout(sys.stderr):
-        output = trainer.train(resume_from_checkpoint=resume_from)
-    log_history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    final_loss, steps = _fit(trainer, out, resume)
     _save_model(student, out)
-    with open(out / "training_log.jsonl", "w", encoding="utf-8") as handle:
-        for entry in log_history:
-            handle.write(json.dumps(entry) + "\n")
-
     result = TrainResult(
-        model_path=str(out),
-        loss=loss,
-        examples=len(dataset),
-        steps=trainer.state.global_step,
-        seconds=0.0,
-        final_loss=float(log_history[-1]["loss"]) if log_history else float(output.training_loss),
-        settings=settings,
+        str(out), loss, len(dataset), steps, 0.0, final_loss,
+        {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
+         "loss_options": loss_options or {}, **asdict(settings)},
     )
     if dev_split:
         from gradir.evaluation import evaluate
 
-        dev = evaluate(collection, split=dev_split, encoder=Encoder(out, show_progress=False))
-        result.dev_metrics = dev.metrics
+        result.dev_metrics = evaluate(collection, split=dev_split, encoder=Encoder(out, show_progress=False)).metrics
     result.seconds = time.perf_counter() - start
     _write_model_card(out, result)
     write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
-def _save_model(student, out: Path) -> None:
+def train_reranker(
+    judgments_path: Path | str,
+    collection: Collection,
+    loss: str,
+    out: Path | str,
+    *,
+    model: str | Path | None = None,
+    settings: TrainSettings | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a cross-encoder reranker with LCE (positive vs hard negatives) or graded BCE.
+
+    The base may be a cross-encoder, or a bi-encoder backbone (the default model) that
+    gets a fresh one-logit head.
+    """
+    if loss not in RERANKER_LOSSES:
+        raise GradirError(f"unknown reranker loss '{loss}' (choose from {', '.join(RERANKER_LOSSES)})")
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+    from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
+
+    settings = settings or TrainSettings()
+    start = time.perf_counter()
+    out = Path(out)
+    base_path = resolve_model_path(model)
+    judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
+    # LCE contrasts a positive with lower-grade negatives (the binarised layout); BCE uses soft labels.
+    layout = "infonce" if loss == "lce" else "bixse"
+    dataset = assemble_training_set(
+        judgments, collection.documents, layout,
+        list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
+    )
+    if loss == "lce":
+        dataset = dataset.add_column("label", [[1.0] + [0.0] * (settings.list_size - 1)] * len(dataset))
+    reranker = CrossEncoder(str(base_path), num_labels=1, local_files_only=True)
+    args = CrossEncoderTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS))
+    trainer = CrossEncoderTrainer(model=reranker, args=args, train_dataset=dataset, loss=RERANKER_LOSSES[loss](reranker))
+    final_loss, steps = _fit(trainer, out, resume)
+    _save_model(reranker, out)
+    result = TrainResult(
+        str(out), loss, len(dataset), steps, time.perf_counter() - start, final_loss,
+        {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
+         **asdict(settings)},
+    )
+    _write_model_card(out, result)
+    write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
+    return result
+
+
+def _save_model(model, out: Path) -> None:
     """Save into a temporary folder, then move each file into ``out`` (the checkpoints stay)."""
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    student.save(str(staging))
+    model.save(str(staging))
     for path in sorted(staging.rglob("*")):
         target = out / path.relative_to(staging)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -173,7 +223,7 @@ def _write_model_card(out: Path, result: TrainResult) -> None:
     section = (
         "\n\n## Trained with gradir\n\n"
         f"Loss `{result.loss}` on {result.examples} training examples for {result.steps} steps "
-        f"({result.seconds:.0f} s); last logged loss {result.final_loss}.\n\n"
+        f"({result.seconds:.0f} s); last logged loss {result.final_loss:.4f}.\n\n"
         f"| setting | value |\n|---|---|\n{settings}\n\n"
         f"Dev metrics:\n\n| metric | value |\n|---|---|\n{metrics}\n"
     )
