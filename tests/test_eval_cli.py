@@ -28,7 +28,8 @@ def _trec_eval_on_file(collection: Path, split: str, run_path: Path) -> dict[str
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["eval"], ["compare"], ["check"], ["judgments"], ["judgments", "from-qrels"], ["train"], ["train-reranker"]],
+    [[], ["eval"], ["compare"], ["check"], ["judgments"], ["judgments", "from-qrels"], ["train"], ["train-reranker"],
+     ["generate"], ["generate", "queries"], ["generate", "documents"], ["filter"], ["mine"], ["grade"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = run_cli(*command, "--help")

@@ -91,3 +91,46 @@ def test_train_rejects_an_unknown_loss(tmp_path: Path) -> None:
     result = run_cli("train", "--judgments", tmp_path / "j.parquet", "--collection", TINY, "--loss", "softmax", "--out", tmp_path / "m")
     assert result.returncode == 2
     assert "unknown loss 'softmax'" in result.stderr
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    collection = load_collection(TINY)
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    out = tmp_path / "model"
+    common = ["train", "--judgments", judgments, "--collection", TINY, "--loss", "infonce", "--out", out,
+              "--batch-size", "2", "--list-size", "2", "--save-steps", "2", "--epochs", "10", "--json"]
+    first = run_cli(*common, "--max-steps", "2")
+    assert first.returncode == 0, first.stderr
+    assert (out / ".checkpoints" / "checkpoint-2").is_dir()
+    resumed = run_cli(*common, "--max-steps", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["steps"] == 4 and summary["resumed_from_step"] == 2
+
+    # An uninterrupted run of 4 steps with the same seed ends with nearly the same weights
+    # (the first run planned its learning-rate schedule for 2 steps, not 4).
+    straight = tmp_path / "straight"
+    common[common.index(out)] = straight
+    whole = run_cli(*common, "--max-steps", "4")
+    assert whole.returncode == 0, whole.stderr
+    from safetensors.numpy import load_file
+
+    resumed_weights = load_file(out / "model.safetensors")
+    straight_weights = load_file(straight / "model.safetensors")
+    from gradir.models import default_model_path
+
+    base_weights = load_file(default_model_path() / "model.safetensors")
+    gap = max(float(abs(resumed_weights[k] - straight_weights[k]).max()) for k in resumed_weights)
+    moved = max(float(abs(straight_weights[k] - base_weights[k]).max()) for k in resumed_weights)
+    assert moved > 0 and gap < 0.5 * moved
+
+
+def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
+    collection = load_collection(TINY)
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    result = run_cli("train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", tmp_path / "m",
+                     "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["settings"]["mini_batch_size"] == 2

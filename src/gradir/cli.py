@@ -216,6 +216,371 @@ def judgments_from_qrels_command(
         err_console.print(f"wrote {result['written']} judgments of {result['queries']} queries to {out}")
 
 
+generate_app = typer.Typer(help="Generate synthetic queries and documents with an LLM.", no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+
+LLMOpt = Annotated[str, typer.Option("--llm", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the LLM call cache.")]
+ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key (openai backend).")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once (openai backend).")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request (openai backend).")]
+RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of a failed request (openai backend).")]
+
+
+def _llm_client(spec: str, no_cache: bool, api_key_env: str, concurrency: int, timeout: float, max_retries: int):
+    from gradir.llm import LLMClient, load_backend
+
+    backend = load_backend(spec, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout, max_retries=max_retries)
+    return LLMClient(backend, cache_dir=False if no_cache else None)
+
+
+def _llm_summary(client, written: int, out: Path, seconds: float, **extra) -> dict:
+    counts = client.counts
+    return {
+        "written": written,
+        "llm_calls": counts.llm_calls,
+        "cache_hits": counts.cache_hits,
+        "failed": counts.failed,
+        "failures": counts.failures,
+        "retries": getattr(client.backend, "retries", 0),
+        "model": client.model_id,
+        "out": str(out),
+        "seconds": round(seconds, 3),
+        **extra,
+    }
+
+
+@generate_app.command("queries")
+def generate_queries_command(
+    collection: CollectionOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Queries table to write (.parquet or .jsonl).")],
+    types: Annotated[str, typer.Option("--types", help="Comma-separated: question, claim, keywords, title, web.")] = "question,claim,keywords,title,web",
+    per_doc: Annotated[int, typer.Option("--per-doc", min=1, help="Queries per passage and type.")] = 1,
+    max_docs: Annotated[Optional[int], typer.Option("--max-docs", min=1, help="Passages sampled (seeded); default all.")] = None,
+    examples: Annotated[Optional[Path], typer.Option("--examples", help="Your example queries (JSONL or one a line) for the few-shot prompts.")] = None,
+    llm: LLMOpt = "llamacpp",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of passage sampling and generation.")] = 0,
+    attempts: Annotated[int, typer.Option("--attempts", min=1, help="Tries per query when an answer fails or is rejected.")] = 6,
+    no_cache: NoCacheOpt = False,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate queries of several types for sampled passages of a collection."""
+    import time
+
+    from gradir.collections import load_collection
+    from gradir.synth import QUERY_TYPES, generate_queries
+    from gradir.synth.records import as_rows
+    from gradir.tables import write_table
+
+    start = time.perf_counter()
+    chosen = tuple(t.strip() for t in types.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in QUERY_TYPES]
+    if unknown or not chosen:
+        raise GradirError(f"--types: unknown type(s) {', '.join(unknown) or '(none given)'} (choose from {', '.join(QUERY_TYPES)})")
+    loaded = load_collection(collection, lenient=lenient)
+    client = _llm_client(llm, no_cache, api_key_env, concurrency, timeout, max_retries)
+    try:
+        result = generate_queries(
+            loaded.documents, client, types=chosen, per_doc=per_doc, max_docs=max_docs,
+            examples_path=examples, seed=seed, attempts=attempts,
+        )
+        write_table(out, as_rows(result.queries))
+    finally:
+        client.close()
+    by_type: dict[str, int] = {}
+    for q in result.queries:
+        by_type[q.type] = by_type.get(q.type, 0) + 1
+    summary = _llm_summary(
+        client, len(result.queries), out, time.perf_counter() - start,
+        passages=result.passages, truncated_passages=result.truncated, by_type=by_type,
+        rejected=dict(result.rejected), answer_failures=dict(result.failures), unfilled=result.unfilled,
+    )
+    _report_skipped(loaded.log.summary())
+    if as_json:
+        _emit(summary, True)
+    else:
+        err_console.print(
+            f"wrote {summary['written']} queries to {out} ({summary['llm_calls']} LLM calls, "
+            f"{summary['cache_hits']} from cache, {summary['failed']} failed, {sum(result.rejected.values())} rejected)"
+        )
+
+
+@generate_app.command("documents")
+def generate_documents_command(
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="Queries table from `gradir generate queries`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Documents table to write (.parquet or .jsonl).")],
+    levels: Annotated[str, typer.Option("--levels", help="Relevance levels to write, comma-separated.")] = "3,2,1,0",
+    domain: Annotated[str, typer.Option("--domain", help="What the collection is about, for level-0 documents.")] = "the same field as the query",
+    llm: LLMOpt = "llamacpp",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of generation.")] = 0,
+    no_cache: NoCacheOpt = False,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write documents for each query at relevance levels 3 (answers) to 0 (unrelated)."""
+    import time
+
+    from gradir.synth import generate_documents
+    from gradir.synth.records import as_rows, read_synthetic_queries
+    from gradir.tables import write_table
+
+    start = time.perf_counter()
+    try:
+        chosen = tuple(int(v) for v in levels.split(",") if v.strip())
+    except ValueError:
+        raise GradirError(f"--levels: '{levels}' is not a comma-separated list of integers") from None
+    records = read_synthetic_queries(queries)
+    client = _llm_client(llm, no_cache, api_key_env, concurrency, timeout, max_retries)
+    try:
+        result = generate_documents(records, client, levels=chosen, domain=domain, seed=seed)
+        write_table(out, as_rows(result.documents))
+    finally:
+        client.close()
+    summary = _llm_summary(
+        client, len(result.documents), out, time.perf_counter() - start,
+        rejected=dict(result.rejected), answer_failures=dict(result.failures),
+    )
+    if as_json:
+        _emit(summary, True)
+    else:
+        err_console.print(f"wrote {summary['written']} documents to {out} ({summary['llm_calls']} LLM calls, {summary['failed']} failed)")
+
+
+@app.command("filter")
+def filter_command(
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="Queries table from `gradir generate queries`.")],
+    collection: CollectionOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Kept queries (.parquet or .jsonl).")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Keep a query whose source passage is in this many results.")] = 10,
+    retriever: Annotated[str, typer.Option("--retriever", help="dense, bm25 or hybrid.")] = "dense",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Round-trip filter: keep queries whose source passage the retriever finds in its top k."""
+    import time
+
+    from gradir.collections import load_collection
+    from gradir.encoding import Encoder
+    from gradir.retrieval.search import RETRIEVERS
+    from gradir.synth import round_trip_filter
+    from gradir.synth.records import as_rows, read_synthetic_queries
+    from gradir.tables import write_table
+
+    if retriever not in RETRIEVERS:
+        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    start = time.perf_counter()
+    loaded = load_collection(collection, lenient=lenient)
+    records = read_synthetic_queries(queries)
+    unknown = sorted({q.source_doc_id for q in records} - set(loaded.documents))
+    if unknown:
+        raise GradirError(f"{queries}: source_doc_id '{unknown[0]}' is not in {collection} ({len(unknown)} unknown)")
+    encoder = Encoder(model) if retriever != "bm25" else None
+    result = round_trip_filter(records, loaded.documents, top_k=top_k, retriever=retriever, encoder=encoder)
+    write_table(out, as_rows(result.kept))
+    summary = {
+        "written": len(result.kept),
+        "read": len(records),
+        "kept_fraction": round(len(result.kept) / len(records), 4),
+        "kept_fraction_by_type": {t: round(v, 4) for t, v in result.kept_fraction().items()},
+        "out": str(out),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    if as_json:
+        _emit(summary, True)
+    else:
+        err_console.print(f"kept {len(result.kept)} of {len(records)} queries; by type: {summary['kept_fraction_by_type']}")
+
+
+@app.command("mine")
+def mine_command(
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="Queries table (from `gradir generate queries` or `gradir filter`).")],
+    collection: CollectionOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pairs table to write (.parquet or .jsonl).")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates retrieved per query.")] = 20,
+    skip_top: Annotated[int, typer.Option("--skip-top", min=0, help="Leave out the first n ranks (likely unlabelled positives).")] = 0,
+    retriever: Annotated[str, typer.Option("--retriever", help="dense, bm25 or hybrid.")] = "dense",
+    exclude_source: Annotated[bool, typer.Option("--exclude-source", help="Leave the source passage out of the pairs.")] = False,
+    absolute_margin: Annotated[Optional[float], typer.Option("--absolute-margin", help="Keep candidates scoring below source - margin (dense).")] = None,
+    relative_margin: Annotated[Optional[float], typer.Option("--relative-margin", help="Keep candidates scoring below source x (1 - margin) (dense).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mine candidate documents for each query: the pairs a grader will judge."""
+    import time
+    from dataclasses import asdict
+
+    from gradir.collections import load_collection
+    from gradir.collections.records import Query
+    from gradir.encoding import Encoder
+    from gradir.mining import mine_candidates
+    from gradir.retrieval.search import RETRIEVERS
+    from gradir.synth.records import read_synthetic_queries
+    from gradir.tables import write_table
+
+    if retriever not in RETRIEVERS:
+        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    start = time.perf_counter()
+    loaded = load_collection(collection, lenient=lenient)
+    records = read_synthetic_queries(queries)
+    encoder = Encoder(model) if retriever != "bm25" else None
+    candidates = mine_candidates(
+        {q.query_id: Query(q.query_id, q.text) for q in records},
+        {q.query_id: q.source_doc_id for q in records if q.source_doc_id in loaded.documents},
+        loaded.documents, retriever=retriever, top_k=top_k, skip_top=skip_top, keep_source=not exclude_source,
+        absolute_margin=absolute_margin, relative_margin=relative_margin, encoder=encoder,
+    )
+    write_table(out, [asdict(c) for c in candidates])
+    summary = {
+        "written": len(candidates), "queries": len(records), "retriever": retriever,
+        "out": str(out), "seconds": round(time.perf_counter() - start, 3),
+    }
+    if as_json:
+        _emit(summary, True)
+    else:
+        err_console.print(f"wrote {len(candidates)} pairs for {len(records)} queries to {out}")
+
+
+@app.command("grade")
+def grade_command(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Judgments table to write (.parquet or .jsonl).")] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", "-p", help="Pairs from `gradir mine`, or synthetic documents for --grader level.")] = None,
+    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="The collection the pairs' documents come from.")] = None,
+    grader: Annotated[str, typer.Option("--grader", help="llm, cross-encoder or level.")] = "llm",
+    llm: LLMOpt = "llamacpp",
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Cross-encoder folder (--grader cross-encoder).")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="No logprobs: average K sampled answers instead.")] = 0,
+    balance: Annotated[bool, typer.Option("--balance", help="Ask for more documents at under-represented middle grades.")] = False,
+    budget: Annotated[int, typer.Option("--budget", min=0, help="LLM generations --balance may spend.")] = 100,
+    against_qrels: Annotated[bool, typer.Option("--against-qrels", help="Grade judged pairs of --collection and report agreement with the human grades.")] = False,
+    split: Annotated[str, typer.Option("--split", help="Qrels split for --against-qrels.")] = "test",
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Judged pairs to grade with --against-qrels.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of pair sampling and generation.")] = 0,
+    no_cache: NoCacheOpt = False,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
+    lenient: LenientOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grade (query, document) pairs 0-3 into judgments, or check a grader against human qrels."""
+    import time
+
+    from gradir.grading.grade import GRADERS
+
+    if grader not in GRADERS:
+        raise GradirError(f"--grader: unknown grader '{grader}' (choose from {', '.join(GRADERS)})")
+    start = time.perf_counter()
+    if against_qrels:
+        if collection is None:
+            raise GradirError("--against-qrels needs --collection")
+        summary = _grade_against_qrels(collection, split, sample, grader, llm, model, samples, seed, no_cache,
+                                       (api_key_env, concurrency, timeout, max_retries), lenient)
+    else:
+        if pairs is None or out is None:
+            raise GradirError("grade needs --pairs and --out (or --against-qrels)")
+        summary = _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balance, budget, seed,
+                                    no_cache, (api_key_env, concurrency, timeout, max_retries), lenient)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    if as_json:
+        _emit(summary, True)
+    elif against_qrels:
+        err_console.print(
+            f"{summary['pairs']} pairs: Spearman {summary['spearman']:.3f}, weighted kappa {summary['weighted_kappa']:.3f}\n"
+            f"confusion (rows: human grade, columns: grader): {summary['confusion']}"
+        )
+    else:
+        err_console.print(f"wrote {summary['written']} judgments to {out}; grades {summary['histogram']}")
+
+
+def _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balance, budget, seed, no_cache, server, lenient) -> dict:
+    from dataclasses import asdict
+
+    from gradir.collections import load_collection
+    from gradir.grading.grade import grade_pairs, read_pairs
+    from gradir.grading.level import grade_by_level
+    from gradir.judgments import write_judgments
+    from gradir.synth.records import read_synthetic_documents
+    from gradir.tables import write_table
+
+    if grader == "level":
+        judgments = grade_by_level(read_synthetic_documents(pairs))
+        write_judgments(out, judgments)
+        from gradir.grading.grade import grade_histogram
+
+        return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments), "out": str(out)}
+    if collection is None:
+        raise GradirError("--pairs needs --collection (the documents to grade)")
+    loaded = load_collection(collection, lenient=lenient)
+    pair_list = read_pairs(pairs, loaded.documents)
+    client = _llm_client(llm, no_cache, *server) if grader == "llm" else None
+    try:
+        result = grade_pairs(pair_list, loaded.documents, grader, client=client, cross_encoder=model, samples=samples)
+        judgments = list(result.judgments)
+        summary: dict = {"grader": grader, "histogram": result.histogram(), "mined_negatives": result.mined_negatives,
+                         "relabelled_negatives": result.relabelled_negatives, "grade_failures": dict(result.failures)}
+        if balance:
+            if client is None:
+                raise GradirError("--balance needs the llm grader")
+            from gradir.grading.balance import balance_grades
+
+            balanced = balance_grades(judgments, client, budget=budget, seed=seed)
+            judgments += balanced.added
+            documents_path = out.with_name(out.stem + ".documents" + out.suffix)
+            write_table(documents_path, [asdict(d) for d in balanced.documents])
+            summary["balance"] = {"generations": balanced.generations, "added": len(balanced.added),
+                                  "asked": dict(balanced.asked), "came_back_at_level": dict(balanced.hit),
+                                  "before": balanced.before, "after": balanced.after, "documents": str(documents_path)}
+        write_judgments(out, judgments)
+    finally:
+        if client is not None:
+            client.close()
+    if client is not None:
+        summary.update(_llm_summary(client, len(judgments), out, 0.0))
+    summary.update(written=len(judgments), out=str(out))
+    return summary
+
+
+def _grade_against_qrels(collection, split, sample, grader, llm, model, samples, seed, no_cache, server, lenient) -> dict:
+    import random
+
+    from gradir.collections import load_collection
+    from gradir.grading import agreement
+    from gradir.grading.grade import Pair, grade_pairs
+
+    loaded = load_collection(collection, lenient=lenient)
+    qrels = loaded.qrels(split)
+    judged = [(qid, did, g) for qid, docs in qrels.items() for did, g in docs.items()]
+    chosen = random.Random(seed).sample(judged, min(sample, len(judged)))
+    pair_list = [Pair(qid, loaded.queries[qid].text, did, False) for qid, did, _ in chosen]
+    client = _llm_client(llm, no_cache, *server) if grader == "llm" else None
+    try:
+        result = grade_pairs(pair_list, loaded.documents, grader, client=client, cross_encoder=model, samples=samples)
+    finally:
+        if client is not None:
+            client.close()
+    human = {(qid, did): g for qid, did, g in chosen}
+    graded = [j for j in result.judgments]
+    report = agreement([human[j.query_id, j.doc_id] for j in graded], [j.score for j in graded], [j.grade for j in graded])
+    sums = [sum(j.grade_probabilities) for j in graded if j.grade_probabilities]
+    summary = {"collection": str(collection), "split": split, "grader": grader, **report.as_dict(),
+               "grade_failures": dict(result.failures),
+               "max_probability_sum_error": max((abs(s - 1.0) for s in sums), default=0.0)}
+    if client is not None:
+        summary.update(llm_calls=client.counts.llm_calls, cache_hits=client.counts.cache_hits, failed=client.counts.failed)
+    return summary
+
+
 JudgmentsOpt = Annotated[Path, typer.Option("--judgments", "-j", help="Judgments table (.parquet or .jsonl).")]
 TrainOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
 BaseModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model folder; default all-MiniLM-L6-v2.")]
@@ -243,6 +608,7 @@ def train_command(
     list_size: ListSizeOpt = 4,
     threshold: ThresholdOpt = 1,
     mini_batch_size: Annotated[Optional[int], typer.Option("--mini-batch-size", min=1, help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory.")] = None,
+    save_steps: Annotated[int, typer.Option("--save-steps", min=1, help="Checkpoint every this many steps.")] = 50,
     dev_split: Annotated[Optional[str], typer.Option("--dev-split", help="Evaluate the trained model on this split.")] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
@@ -257,7 +623,7 @@ def train_command(
     if loss not in LOSSES:
         raise GradirError(f"--loss: unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
     loaded = load_collection(collection, lenient=lenient)
-    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed, mini_batch_size)
+    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed, mini_batch_size, save_steps)
     result = train(judgments, loaded, loss, out, model=model, settings=settings, dev_split=dev_split, resume=resume)
     _finish_training(result, loaded.log.summary(), as_json)
 

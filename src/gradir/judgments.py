@@ -1,8 +1,9 @@
 """Graded judgments: the supervision every graded loss trains on.
 
 One row a (query, document) pair: ``query_id``, ``query_text``, ``doc_id``, ``grade``
-(integer), ``p_relevant`` (the soft label in [0, 1]), ``grader`` and ``score`` (the
-grader's raw score). Human qrels, LLM grades and cross-encoder scores all become this
+(integer), ``p_relevant`` (the soft label in [0, 1]), ``grader``, ``score`` (the
+grader's raw score) and ``grade_probabilities`` (P(grade = g) for g = 0..3 when the
+grader gives them, else empty). Human qrels, LLM grades and cross-encoder scores all become this
 table, so real and synthetic labels train through one path.
 """
 
@@ -21,7 +22,7 @@ from gradir.errors import GradirError
 from gradir.retrieval.search import search
 from gradir.tables import write_table
 
-COLUMNS = ("query_id", "query_text", "doc_id", "grade", "p_relevant", "grader", "score")
+COLUMNS = ("query_id", "query_text", "doc_id", "grade", "p_relevant", "grader", "score", "grade_probabilities")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Judgment:
     p_relevant: float
     grader: str
     score: float
+    grade_probabilities: tuple[float, ...] = ()
 
 
 def write_judgments(path: Path | str, judgments: list[Judgment]) -> None:
@@ -79,7 +81,10 @@ def read_judgments(path: Path | str, documents: set[str] | None = None, log: Pro
             log.add(path, pos, f"empty query_text for query '{qid}'", "empty text", unit)
             continue
         score = row.get("score")
-        judgments.append(Judgment(qid, text, did, grade, p, str(row.get("grader") or "unknown"), float(p if score is None else score)))
+        probabilities = tuple(float(v) for v in (row.get("grade_probabilities") or ()))
+        judgments.append(
+            Judgment(qid, text, did, grade, p, str(row.get("grader") or "unknown"), float(p if score is None else score), probabilities)
+        )
     log.check()
     if not judgments:
         raise log.fatal(path, None, "no judgments found")

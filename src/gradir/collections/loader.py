@@ -2,7 +2,8 @@
 
 A BEIR folder holds ``corpus.<ext>``, ``queries.<ext>`` (optional for a corpus that
 only feeds synthesis) and ``qrels/<split>.tsv``, where ``<ext>`` is one of
-``jsonl``, ``parquet`` or ``csv``. Ids may be given as ``_id`` or ``id``.
+``jsonl``, ``parquet`` or ``csv``. Ids may be given as ``_id``, ``id`` or ``doc_id``
+(the synthetic documents of ``gradir generate documents`` load as a corpus).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gradir.collections.records import Document, Query
 from gradir.collections.rows import iter_rows, position_unit
 from gradir.errors import GradirError
 
-ID_FIELDS = ("_id", "id")
+ID_FIELDS = ("_id", "id", "doc_id")
 TABLE_EXTENSIONS = (".jsonl", ".parquet", ".csv")
 
 

@@ -75,6 +75,7 @@ class TrainResult:
     final_loss: float
     settings: dict[str, Any]
     dev_metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from_step: int = 0
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,9 +86,10 @@ def _last_checkpoint(directory: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def _fit(trainer, out: Path, resume: bool) -> tuple[float, int]:
-    """Train (from the last checkpoint if asked), keep the loss log; return the last loss and steps."""
+def _fit(trainer, out: Path, resume: bool) -> tuple[float, int, int]:
+    """Train (from the last checkpoint if asked), keep the loss log; return the last loss, steps and first step."""
     resume_from = _last_checkpoint(out / CHECKPOINTS) if resume else None
+    first_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
     # The trainer prints its log lines on stdout; stdout is for the --json result alone.
     with contextlib.redirect_stdout(sys.stderr):
         output = trainer.train(resume_from_checkpoint=resume_from)
@@ -96,7 +98,7 @@ def _fit(trainer, out: Path, resume: bool) -> tuple[float, int]:
         for entry in history:
             handle.write(json.dumps(entry) + "\n")
     final = float(history[-1]["loss"]) if history else float(output.training_loss)
-    return final, trainer.state.global_step
+    return final, trainer.state.global_step, first_step
 
 
 def train(
@@ -136,12 +138,13 @@ def train(
     sampler = BatchSamplers.NO_DUPLICATES if loss == "infonce" else BatchSamplers.BATCH_SAMPLER
     args = SentenceTransformerTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=sampler)
     trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss_module)
-    final_loss, steps = _fit(trainer, out, resume)
+    final_loss, steps, first_step = _fit(trainer, out, resume)
     _save_model(student, out)
     result = TrainResult(
         str(out), loss, len(dataset), steps, 0.0, final_loss,
         {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
          "loss_options": loss_options or {}, **asdict(settings)},
+        resumed_from_step=first_step,
     )
     if dev_split:
         from gradir.evaluation import evaluate
@@ -189,12 +192,13 @@ def train_reranker(
     reranker = CrossEncoder(str(base_path), num_labels=1, local_files_only=True)
     args = CrossEncoderTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS))
     trainer = CrossEncoderTrainer(model=reranker, args=args, train_dataset=dataset, loss=RERANKER_LOSSES[loss](reranker))
-    final_loss, steps = _fit(trainer, out, resume)
+    final_loss, steps, first_step = _fit(trainer, out, resume)
     _save_model(reranker, out)
     result = TrainResult(
         str(out), loss, len(dataset), steps, time.perf_counter() - start, final_loss,
         {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
          **asdict(settings)},
+        resumed_from_step=first_step,
     )
     _write_model_card(out, result)
     write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")

@@ -1,0 +1,112 @@
+"""Grading a table of (query, document) pairs into judgments, with any of the graders.
+
+Pairs come from ``gradir mine`` (``query_id, query_text, doc_id, is_source``), or are
+the synthetic documents of ``gradir generate documents`` for the ``level`` grader.
+Mined candidates other than the source passage are the would-be hard negatives: each is
+graded before use, and those graded relevant (grade ≥ ``relevant_grade``) are counted
+as relabelled instead of being trained on as negatives (CustomIR's LLM-verified
+negatives).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradir.collections.problems import ProblemLog
+from gradir.collections.records import Document
+from gradir.collections.rows import iter_rows, position_unit
+from gradir.errors import GradirError
+from gradir.grading.cross_encoder import grade_with_cross_encoder
+from gradir.grading.llm import GRADES, expected_grade, grade_with_llm
+from gradir.judgments import Judgment
+from gradir.llm import LLMClient
+
+GRADERS = ("llm", "cross-encoder", "level")
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    query_id: str
+    query_text: str
+    doc_id: str
+    is_source: bool
+
+
+@dataclass
+class Grading:
+    judgments: list[Judgment]
+    failures: Counter = field(default_factory=Counter)
+    relabelled_negatives: int = 0
+    mined_negatives: int = 0
+
+    def histogram(self) -> dict[str, int]:
+        return grade_histogram(self.judgments)
+
+
+def grade_histogram(judgments: list[Judgment]) -> dict[str, int]:
+    counts = Counter(str(j.grade) for j in judgments)
+    return {g: counts.get(g, 0) for g in GRADES}
+
+
+def read_pairs(path: Path | str, documents: dict[str, Document]) -> list[Pair]:
+    path = Path(path)
+    log = ProblemLog()
+    unit = position_unit(path)
+    pairs: list[Pair] = []
+    for pos, row in iter_rows(path, log, required=("query_id", "query_text", "doc_id")):
+        qid, text, did = row.get("query_id"), row.get("query_text"), row.get("doc_id")
+        if not all(isinstance(v, (str, int)) and str(v).strip() for v in (qid, text, did)):
+            log.add(path, pos, "missing or empty query_id, query_text or doc_id", "missing field", unit)
+            continue
+        if str(did) not in documents:
+            log.add(path, pos, f"unknown document id '{did}' (not in the corpus)", "unknown document", unit)
+            continue
+        pairs.append(Pair(str(qid), str(text), str(did), bool(row.get("is_source", False))))
+    log.check()
+    if not pairs:
+        raise log.fatal(path, None, "no pairs found")
+    return pairs
+
+
+def grade_pairs(
+    pairs: list[Pair],
+    documents: dict[str, Document],
+    grader: str,
+    *,
+    client: LLMClient | None = None,
+    cross_encoder: Path | str | None = None,
+    samples: int = 0,
+    relevant_grade: int = 2,
+) -> Grading:
+    if grader == "llm":
+        if client is None:
+            raise GradirError("the llm grader needs an LLM (--llm)")
+        graded = grade_with_llm([(p.query_text, documents[p.doc_id].full_text) for p in pairs], client, samples=samples)
+        result = Grading([])
+        for pair, (probabilities, error) in zip(pairs, graded):
+            if probabilities is None:
+                result.failures[error] += 1
+                continue
+            expected = expected_grade(probabilities)
+            hard = int(max(GRADES, key=lambda g: probabilities[g]))
+            result.judgments.append(
+                Judgment(pair.query_id, pair.query_text, pair.doc_id, hard, expected / 3, f"llm:{client.model_id}",
+                         expected, tuple(probabilities[g] for g in GRADES))
+            )
+    elif grader == "cross-encoder":
+        if cross_encoder is None:
+            raise GradirError("the cross-encoder grader needs a model folder (--model)")
+        raw, normalised = grade_with_cross_encoder([(p.query_text, documents[p.doc_id].full_text) for p in pairs], cross_encoder)
+        result = Grading([
+            Judgment(p.query_id, p.query_text, p.doc_id, int(round(3 * n)), float(n), f"cross-encoder:{Path(cross_encoder).name}", float(r))
+            for p, r, n in zip(pairs, raw, normalised)
+        ])
+    else:
+        raise GradirError(f"unknown grader '{grader}' (choose from {', '.join(GRADERS)})")
+    graded_ids = {(j.query_id, j.doc_id): j for j in result.judgments}
+    negatives = [p for p in pairs if not p.is_source and (p.query_id, p.doc_id) in graded_ids]
+    result.mined_negatives = len(negatives)
+    result.relabelled_negatives = sum(graded_ids[p.query_id, p.doc_id].grade >= relevant_grade for p in negatives)
+    return result

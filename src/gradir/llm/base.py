@@ -1,0 +1,104 @@
+"""The one small protocol every LLM backend implements.
+
+Two calls, both on a batch of prompts. A prompt is a chat: a list of
+``{"role": ..., "content": ...}`` messages (few-shot examples as earlier user/assistant
+turns), or a plain string for a single user message; the backend applies the model's
+chat template.
+
+- :meth:`LLMBackend.generate`: a sampled answer per prompt, or the reason it failed;
+- :meth:`LLMBackend.label_probabilities`: for a fixed set of label strings (``"0".."3"``
+  for graded relevance), the probability of each as the answer's first token,
+  renormalised over the labels. The answer is never parsed as text, so nothing in a
+  prompt can inject a label.
+
+A failure is returned, not raised: one bad answer must never stop a long run.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 64
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class LabelProbabilities:
+    probabilities: dict[str, float] | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def renormalise(weights: dict[str, float], labels: Sequence[str]) -> LabelProbabilities:
+    """Probabilities over ``labels`` from unnormalised weights; a failure when all are 0."""
+    total = sum(weights.get(label, 0.0) for label in labels)
+    if not total > 0:
+        return LabelProbabilities(None, "no label token among the answer's most probable first tokens")
+    return LabelProbabilities({label: weights.get(label, 0.0) / total for label in labels})
+
+
+def logprob_weights(top: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """exp(logprob) of first-token candidates summed by stripped text (" 3" and "3" are one label)."""
+    weights: dict[str, float] = {}
+    for token, logprob in top:
+        key = token.strip()
+        weights[key] = weights.get(key, 0.0) + math.exp(logprob)
+    return weights
+
+
+Prompt = str | list[dict[str, str]]
+
+
+def as_messages(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+class LLMBackend(ABC):
+    """A model behind one of gradir's backends."""
+
+    #: the backend's name in a spec string (``llamacpp``, ``openai``, ``hf``, ``vllm``)
+    kind: str
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """A readable name of the model (file or model name)."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Changes whenever the model's answers could change (weights, served model)."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
+        """One answer per prompt, in order."""
+
+    @abstractmethod
+    def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelProbabilities]:
+        """Per prompt, the probability of each label as the first token of the answer."""
+
+    def close(self) -> None:
+        """Release the model or connections."""

@@ -1,0 +1,106 @@
+"""The LLM as the stages use it: a backend behind the call cache, with counts of what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradir.console import progress
+from gradir.embedding_cache import default_cache_dir
+from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
+from gradir.llm.call_cache import CallCache, call_key
+
+_CHUNK = 16  # prompts per backend call: progress and cache writes every chunk
+
+
+@dataclass
+class CallCounts:
+    llm_calls: int = 0
+    cache_hits: int = 0
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def record_failure(self, reason: str) -> None:
+        self.failed += 1
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+
+class LLMClient:
+    """Generation and label probabilities through the cache; failures are counted, never cached."""
+
+    def __init__(self, backend: LLMBackend, cache_dir: Path | str | None | bool = None, show_progress: bool = True):
+        self.backend = backend
+        self.counts = CallCounts()
+        self.show_progress = show_progress
+        self._cache: CallCache | None = None
+        if cache_dir is not False:
+            directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
+            self._cache = CallCache(directory / "llm_calls.sqlite")
+        self._fingerprint = backend.fingerprint()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.backend.kind}:{self.backend.model_id}"
+
+    def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings], what: str = "generating") -> list[Generation]:
+        """One answer per prompt, each with its own sampling settings (and so its own seed)."""
+        keys = [
+            call_key(self.backend.kind, self._fingerprint, "generate", p, s.as_dict()) for p, s in zip(prompts, settings)
+        ]
+
+        def call(indices: list[int]) -> list:
+            # Backends take one settings object per call: group the chunk by settings.
+            results: dict[int, Generation] = {}
+            by_settings: dict[SamplingSettings, list[int]] = {}
+            for i in indices:
+                by_settings.setdefault(settings[i], []).append(i)
+            for setting, group in by_settings.items():
+                for i, result in zip(group, self.backend.generate([prompts[i] for i in group], setting)):
+                    results[i] = result
+            return [results[i] for i in indices]
+
+        return self._through_cache(keys, call, lambda g: {"text": g.text}, lambda v: Generation(v["text"]), what)
+
+    def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str], what: str = "grading") -> list[LabelProbabilities]:
+        keys = [call_key(self.backend.kind, self._fingerprint, "labels", p, {"labels": list(labels)}) for p in prompts]
+
+        def call(indices: list[int]) -> list:
+            return self.backend.label_probabilities([prompts[i] for i in indices], labels)
+
+        return self._through_cache(
+            keys, call, lambda r: {"probabilities": r.probabilities}, lambda v: LabelProbabilities(v["probabilities"]), what
+        )
+
+    def _through_cache(self, keys, call, encode, decode, what: str) -> list:
+        cached = self._cache.get_many(list(dict.fromkeys(keys))) if self._cache is not None else {}
+        results: list = [None] * len(keys)
+        missing: list[int] = []
+        for i, key in enumerate(keys):
+            if key in cached:
+                results[i] = decode(cached[key])
+                self.counts.cache_hits += 1
+            else:
+                missing.append(i)
+        with progress() as bar:
+            task = bar.add_task(what, total=len(missing), visible=self.show_progress and bool(missing))
+            for start in range(0, len(missing), _CHUNK):
+                chunk = missing[start : start + _CHUNK]
+                answers = call(chunk)
+                self.counts.llm_calls += len(chunk)
+                fresh = {}
+                for i, answer in zip(chunk, answers):
+                    results[i] = answer
+                    if answer.ok:
+                        fresh[keys[i]] = encode(answer)
+                    else:
+                        self.counts.record_failure(answer.error)
+                if fresh and self._cache is not None:
+                    self._cache.put_many(fresh)
+                bar.advance(task, len(chunk))
+        return results
+
+    def close(self) -> None:
+        self.backend.close()
+        if self._cache is not None:
+            self._cache.close()

@@ -1,0 +1,85 @@
+"""A local Hugging Face causal LM through transformers (the GPU user's path).
+
+``hf:PATH`` takes a model folder, or a GGUF file (transformers dequantises it; needs
+the ``gguf`` package). Generation applies the tokenizer's chat template; label
+probabilities are the next-token logits of the label tokens, renormalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradir.errors import GradirError
+from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings, as_messages, renormalise
+from gradir.llm.fingerprints import file_fingerprint
+from gradir.models import model_fingerprint
+
+
+class HFBackend(LLMBackend):
+    kind = "hf"
+
+    def __init__(self, path: Path | str, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise GradirError(f"{self.path}: no such model folder or GGUF file")
+        if self.path.is_file():
+            folder, extra = str(self.path.parent), {"gguf_file": self.path.name}
+        else:
+            folder, extra = str(self.path), {}
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **extra)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype, **extra)
+        self.model.to(self.device).eval()
+
+    @property
+    def model_id(self) -> str:
+        return self.path.name
+
+    def fingerprint(self) -> str:
+        return file_fingerprint(self.path) if self.path.is_file() else model_fingerprint(self.path)
+
+    def _chat(self, prompt: Prompt) -> str:
+        return self.tokenizer.apply_chat_template(
+            as_messages(prompt), tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
+        import torch
+
+        results = []
+        for prompt in prompts:  # one at a time: each answer's seed alone decides its sample
+            torch.manual_seed(settings.seed)
+            inputs = self.tokenizer(self._chat(prompt), return_tensors="pt", add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **inputs,
+                    do_sample=settings.temperature > 0,
+                    temperature=settings.temperature if settings.temperature > 0 else None,
+                    top_p=settings.top_p,
+                    max_new_tokens=settings.max_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+            results.append(Generation(text) if text else Generation(None, "empty completion"))
+        return results
+
+    def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelProbabilities]:
+        import torch
+
+        ids = [self.tokenizer.encode(label, add_special_tokens=False) for label in labels]
+        if any(len(i) != 1 for i in ids):
+            raise GradirError(f"some of the labels {list(labels)} are not single tokens of {self.model_id}")
+        label_ids = [i[0] for i in ids]
+        batch = self.tokenizer([self._chat(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            logits = self.model(**batch.to(self.device)).logits[:, -1, :].float()
+        chosen = torch.softmax(logits[:, label_ids], dim=-1).cpu().tolist()
+        return [renormalise(dict(zip(labels, row)), labels) for row in chosen]

@@ -1,0 +1,140 @@
+"""The LLM backends on the real embedded model: in process, and through a real llama.cpp server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gradir.errors import GradirError
+from gradir.llm import LLMClient, SamplingSettings, load_backend
+from gradir.llm.llamacpp_backend import default_gguf_path
+
+LABELS = ["0", "1", "2", "3"]
+PROMPTS = ["Name one fruit.", "What colour is the sky on a clear day?"]
+
+
+@pytest.fixture(scope="module")
+def llamacpp():
+    backend = load_backend("llamacpp")
+    yield backend
+    backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """A real llama.cpp OpenAI-compatible server on 127.0.0.1, stopped after the tests."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                pytest.fail("the llama.cpp server exited at start")
+            time.sleep(0.5)
+        else:
+            pytest.fail("the llama.cpp server did not start within 120 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_in_process_generation_is_seeded(llamacpp) -> None:
+    settings = SamplingSettings(temperature=0.8, max_tokens=16, seed=7)
+    first = llamacpp.generate(PROMPTS, settings)
+    again = llamacpp.generate(PROMPTS, settings)
+    assert all(g.ok and g.text for g in first)
+    assert [g.text for g in first] == [g.text for g in again]
+
+
+def test_in_process_label_probabilities_sum_to_one(llamacpp) -> None:
+    results = llamacpp.label_probabilities(["Answer with a digit from 0 to 3: how many legs has a bird?"] * 2, LABELS)
+    for result in results:
+        assert result.ok
+        assert set(result.probabilities) == set(LABELS)
+        assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert results[0].probabilities == results[1].probabilities  # the same prompt, the same answer
+
+
+def test_call_cache_makes_a_rerun_free(tmp_path: Path, llamacpp) -> None:
+    settings = [SamplingSettings(max_tokens=8, seed=s) for s in (1, 2)]
+    first = LLMClient(llamacpp, cache_dir=tmp_path, show_progress=False)
+    answers = first.generate(PROMPTS, settings)
+    assert first.counts.llm_calls == 2 and first.counts.cache_hits == 0
+    second = LLMClient(llamacpp, cache_dir=tmp_path, show_progress=False)
+    assert [a.text for a in second.generate(PROMPTS, settings)] == [a.text for a in answers]
+    assert second.counts.llm_calls == 0 and second.counts.cache_hits == 2
+    # Another seed is another call.
+    third = LLMClient(llamacpp, cache_dir=tmp_path, show_progress=False)
+    third.generate(PROMPTS[:1], [SamplingSettings(max_tokens=8, seed=3)])
+    assert third.counts.llm_calls == 1
+
+
+def test_failures_are_counted_and_never_cached(tmp_path: Path) -> None:
+    backend = load_backend(f"openai:http://127.0.0.1:{free_port()}/v1@nothing", max_retries=1)
+    backend.backoff = 0.01
+    for _ in range(2):
+        client = LLMClient(backend, cache_dir=tmp_path, show_progress=False)
+        answers = client.generate(PROMPTS, [SamplingSettings()] * 2)
+        assert not any(a.ok for a in answers)
+        assert "ConnectError after 1 retries" in answers[0].error
+        assert client.counts.llm_calls == 2 and client.counts.failed == 2 and client.counts.cache_hits == 0
+
+
+def test_openai_backend_against_a_real_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
+    backend = load_backend(f"openai:{llama_server}@smollm2", concurrency=2)
+    client = LLMClient(backend, cache_dir=tmp_path, show_progress=False)
+    answers = client.generate(PROMPTS, [SamplingSettings(max_tokens=16, seed=1)] * 2)
+    assert all(a.ok and a.text for a in answers), [a.error for a in answers]
+    grades = client.label_probabilities(["Answer with a digit from 0 to 3: how many legs has a bird?"], LABELS)
+    assert grades[0].ok, grades[0].error
+    assert sum(grades[0].probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    again = LLMClient(backend, cache_dir=tmp_path, show_progress=False)
+    again.generate(PROMPTS, [SamplingSettings(max_tokens=16, seed=1)] * 2)
+    assert again.counts.llm_calls == 0
+
+
+def test_api_key_comes_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = load_backend("openai:http://127.0.0.1:9/v1@m", api_key_env="GRADIR_TEST_KEY")
+    monkeypatch.delenv("GRADIR_TEST_KEY", raising=False)
+    assert backend._headers() == {}
+    monkeypatch.setenv("GRADIR_TEST_KEY", "sk-test")
+    assert backend._headers() == {"Authorization": "Bearer sk-test"}
+    assert "sk-test" not in repr(vars(backend))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("openai:http://127.0.0.1:8000/v1", "expected openai:URL@MODEL"),
+        ("gpt:foo", "unknown backend 'gpt'"),
+        ("llamacpp:/nonexistent.gguf", "no such GGUF file"),
+        ("hf:", "expected hf:PATH"),
+    ],
+)
+def test_bad_specs_are_clear_errors(spec: str, message: str) -> None:
+    with pytest.raises(GradirError, match=message):
+        load_backend(spec)
