@@ -136,3 +136,16 @@ def test_level_grader_labels_synthetic_documents(tmp_path: Path) -> None:
     assert {j.doc_id: j.p_relevant for j in read_judgments(out)} == {
         "syn:q:L3": 1.0, "syn:q:L2": pytest.approx(2 / 3), "syn:q:L1": pytest.approx(1 / 3), "syn:q:L0": 0.0,
     }
+
+
+def test_sampled_fallback_grades_from_answers_first_token(client: LLMClient) -> None:
+    from gradir.grading.llm import grade_with_llm
+
+    results = grade_with_llm([("vitamin d bones", "Vitamin D increases bone density.")], client, samples=4)
+    probabilities, error = results[0]
+    if probabilities is None:
+        assert error == "none of 4 sampled answers was a grade"
+    else:
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+        # Shares of at most 4 valid votes: each is k/n for some n <= 4.
+        assert all(any(abs(v * n - round(v * n)) < 1e-9 for n in range(1, 5)) for v in probabilities.values())

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradir.atomic import write_text_atomic
+from gradir.atomic import atomic_write, write_text_atomic
 from gradir.collections.loader import Collection
 from gradir.encoding import Encoder
 from gradir.errors import GradirError
@@ -94,11 +94,25 @@ def _fit(trainer, out: Path, resume: bool) -> tuple[float, int, int]:
     with contextlib.redirect_stdout(sys.stderr):
         output = trainer.train(resume_from_checkpoint=resume_from)
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
-    with open(out / "training_log.jsonl", "w", encoding="utf-8") as handle:
+    with atomic_write(out / "training_log.jsonl") as handle:
         for entry in history:
             handle.write(json.dumps(entry) + "\n")
     final = float(history[-1]["loss"]) if history else float(output.training_loss)
     return final, trainer.state.global_step, first_step
+
+
+def _training_data(judgments_path: Path | str, collection: Collection, layout: str, settings: TrainSettings):
+    """The judgments, validated against the corpus, assembled into the layout a loss needs."""
+    judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
+    return assemble_training_set(
+        judgments, collection.documents, layout,
+        list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
+    )
+
+
+def _described_settings(base_path: Path, judgments_path: Path | str, collection: Collection, settings: TrainSettings, **extra) -> dict:
+    return {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
+            **extra, **asdict(settings)}
 
 
 def train(
@@ -126,11 +140,7 @@ def train(
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
-    judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
-    dataset = assemble_training_set(
-        judgments, collection.documents, loss,
-        list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
-    )
+    dataset = _training_data(judgments_path, collection, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)
     loss_module = LOSSES[loss](student, **(loss_options or {}))
     if settings.mini_batch_size:
@@ -142,8 +152,7 @@ def train(
     _save_model(student, out)
     result = TrainResult(
         str(out), loss, len(dataset), steps, 0.0, final_loss,
-        {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
-         "loss_options": loss_options or {}, **asdict(settings)},
+        _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {}),
         resumed_from_step=first_step,
     )
     if dev_split:
@@ -180,13 +189,8 @@ def train_reranker(
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
-    judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
     # LCE contrasts a positive with lower-grade negatives (the binarised layout); BCE uses soft labels.
-    layout = "infonce" if loss == "lce" else "bixse"
-    dataset = assemble_training_set(
-        judgments, collection.documents, layout,
-        list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
-    )
+    dataset = _training_data(judgments_path, collection, "infonce" if loss == "lce" else "bixse", settings)
     if loss == "lce":
         dataset = dataset.add_column("label", [[1.0] + [0.0] * (settings.list_size - 1)] * len(dataset))
     reranker = CrossEncoder(str(base_path), num_labels=1, local_files_only=True)
@@ -196,8 +200,7 @@ def train_reranker(
     _save_model(reranker, out)
     result = TrainResult(
         str(out), loss, len(dataset), steps, time.perf_counter() - start, final_loss,
-        {"base_model": str(base_path), "judgments": str(judgments_path), "collection": str(collection.root),
-         **asdict(settings)},
+        _described_settings(base_path, judgments_path, collection, settings),
         resumed_from_step=first_step,
     )
     _write_model_card(out, result)
