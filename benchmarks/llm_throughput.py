@@ -6,8 +6,8 @@ Expected run time on 2 CPU cores: about 8 minutes with the defaults.
 
 Both paths run SmolLM2-135M-Instruct (Q4_1 GGUF) on the same machine with the call cache
 off: in process through llama-cpp-python, and through the ``openai`` backend against
-``python -m llama_cpp.server`` on 127.0.0.1 (concurrency 1: the server decodes one
-request at a time). Rounds alternate which path goes first; medians are reported.
+``python -m llama_cpp.server`` on 127.0.0.1 with as many threads as the in-process model
+(concurrency 1: the server decodes one request at a time). Rounds alternate which path goes first; medians are reported.
 Generation: question prompts (2 few-shot turns) for SciFact passages, 48 new tokens at
 most. Grading: the 0–3 graded prompt for (query, passage) pairs, one label-probability
 call each. Mining: dense top-20 candidates for SciFact's 300 test queries over its 5,183
@@ -50,7 +50,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--model_alias", "smollm2"],
+         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--model_alias", "smollm2",
+         "--n_threads", str(os.cpu_count())],  # the server's default is half the cores
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"

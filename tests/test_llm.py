@@ -138,3 +138,16 @@ def test_api_key_comes_from_the_environment_only(monkeypatch: pytest.MonkeyPatch
 def test_bad_specs_are_clear_errors(spec: str, message: str) -> None:
     with pytest.raises(GradirError, match=message):
         load_backend(spec)
+
+
+def test_hf_backend_agrees_with_llama_cpp_on_the_same_model(llamacpp) -> None:
+    """transformers (de-quantised GGUF) and llama.cpp are independent implementations of one model."""
+    hf = load_backend(f"hf:{default_gguf_path()}")
+    prompt = ["Answer with a digit from 0 to 3: how many legs has a bird?"]
+    ours = hf.label_probabilities(prompt, LABELS)[0]
+    reference = llamacpp.label_probabilities(prompt, LABELS)[0]
+    assert ours.ok and sum(ours.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    for label in LABELS:
+        assert ours.probabilities[label] == pytest.approx(reference.probabilities[label], abs=0.05)
+    answer = hf.generate(PROMPTS[:1], SamplingSettings(max_tokens=12, seed=1))[0]
+    assert answer.ok and answer.text

@@ -56,3 +56,26 @@ def test_train_reranker_gives_a_cross_encoder_that_scores_pairs(tmp_path: Path, 
 
     scores = CrossEncoder(str(out)).predict([("vitamin d bones", "Vitamin D increases bone density."), ("a", "b")])
     assert len(scores) == 2 and all(math.isfinite(float(s)) for s in scores)
+
+
+def test_a_trained_reranker_grades_pairs_as_a_cross_encoder_teacher(tmp_path: Path) -> None:
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(load_collection(TINY), "test"))
+    reranker = tmp_path / "reranker"
+    trained = run_cli("train-reranker", "--judgments", judgments, "--collection", TINY, "--loss", "bce", "--out", reranker,
+                      "--max-steps", "1", "--batch-size", "2", "--list-size", "2")
+    assert trained.returncode == 0, trained.stderr
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(
+        json.dumps({"query_id": "q1", "query_text": "does vitamin d help bones", "doc_id": d, "is_source": d == "d1"}) + "\n"
+        for d in ("d1", "d2", "d3", "d4", "d5", "d6")
+    ))
+    out = tmp_path / "graded.jsonl"
+    graded = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--grader", "cross-encoder", "--model", reranker,
+                     "--out", out, "--json")
+    assert graded.returncode == 0, graded.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6
+    assert min(r["p_relevant"] for r in rows) == 0.0 and max(r["p_relevant"] for r in rows) == 1.0
+    assert all(r["grade"] == round(3 * r["p_relevant"]) for r in rows)
+    assert all(r["grader"].startswith("cross-encoder:") for r in rows)

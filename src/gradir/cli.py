@@ -91,14 +91,13 @@ def eval_command(
 
 
 def _print_metrics(metrics: dict[str, float], title: str) -> None:
+    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     for name in metrics:
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.4f}" for v in metrics.values()))
-    from rich.console import Console
-
     Console().print(table)
 
 
@@ -507,7 +506,7 @@ def _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balan
     from dataclasses import asdict
 
     from gradir.collections import load_collection
-    from gradir.grading.grade import grade_pairs, read_pairs
+    from gradir.grading.grade import grade_histogram, grade_pairs, read_pairs
     from gradir.grading.level import grade_by_level
     from gradir.judgments import write_judgments
     from gradir.synth.records import read_synthetic_documents
@@ -516,8 +515,6 @@ def _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balan
     if grader == "level":
         judgments = grade_by_level(read_synthetic_documents(pairs))
         write_judgments(out, judgments)
-        from gradir.grading.grade import grade_histogram
-
         return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments), "out": str(out)}
     if collection is None:
         raise GradirError("--pairs needs --collection (the documents to grade)")
@@ -570,7 +567,7 @@ def _grade_against_qrels(collection, split, sample, grader, llm, model, samples,
         if client is not None:
             client.close()
     human = {(qid, did): g for qid, did, g in chosen}
-    graded = [j for j in result.judgments]
+    graded = result.judgments
     report = agreement([human[j.query_id, j.doc_id] for j in graded], [j.score for j in graded], [j.grade for j in graded])
     sums = [sum(j.grade_probabilities) for j in graded if j.grade_probabilities]
     summary = {"collection": str(collection), "split": split, "grader": grader, **report.as_dict(),
