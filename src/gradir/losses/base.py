@@ -43,6 +43,14 @@ def normalize(embeddings: Tensor) -> Tensor:
     return nn.functional.normalize(embeddings, p=2, dim=-1)
 
 
+def gathered_documents(columns: list[Tensor], batch: int) -> tuple[Tensor, Tensor]:
+    """Unit-length documents of the whole (gathered) batch, (N*K, D), and the (B, K) indices of the local queries' own."""
+    gathered = [gather(normalize(d)) for d in columns]
+    documents = documents_by_column([g[0] for g in gathered])
+    own = own_document_index(batch, len(columns), gathered[0][1], documents.size(0) // len(columns), documents.device)
+    return documents, own
+
+
 class BiEncoderLoss(nn.Module):
     """Embeds the columns with the model and hands them to :meth:`compute_loss_from_embeddings`."""
 

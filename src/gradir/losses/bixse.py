@@ -32,7 +32,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize, own_document_index
+from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
 
 SAME_DOCUMENT_COSINE = 1.0 - 1e-5
 
@@ -68,11 +68,7 @@ class BiXSELoss(BiEncoderLoss):
         queries = normalize(embeddings[0])
         batch, columns = queries.size(0), len(embeddings) - 1
         labels = self.check_labels(labels, batch, columns, "bixse").clamp(0.0, 1.0)
-        gathered = [gather(normalize(d)) for d in embeddings[1:]]
-        offset = gathered[0][1]
-        documents = documents_by_column([g[0] for g in gathered])
-        world_batch = documents.size(0) // columns
-        own = own_document_index(batch, columns, offset, world_batch, queries.device)
+        documents, own = gathered_documents(embeddings[1:], batch)
         targets = self.targets(labels, documents, own)
         logits = self.log_scale.exp() * queries @ documents.T + self.bias
         log_p = nn.functional.logsigmoid(logits)

@@ -24,10 +24,9 @@ Example::
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize
+from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
 
 
 class InfoNCELoss(BiEncoderLoss):
@@ -37,9 +36,6 @@ class InfoNCELoss(BiEncoderLoss):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         queries = normalize(embeddings[0])
-        gathered = [gather(normalize(d)) for d in embeddings[1:]]
-        offset = gathered[0][1]
-        candidates = documents_by_column([g[0] for g in gathered])
+        candidates, own = gathered_documents(embeddings[1:], queries.size(0))
         logits = self.scale * queries @ candidates.T
-        targets = torch.arange(queries.size(0), device=queries.device) + offset
-        return nn.functional.cross_entropy(logits, targets)
+        return nn.functional.cross_entropy(logits, own[:, 0])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize, own_document_index
+from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
 
 
 class ListwiseKLLoss(BiEncoderLoss):
@@ -62,9 +62,7 @@ class ListwiseKLLoss(BiEncoderLoss):
         )
         if self.infonce_weight == 0:
             return kl
-        gathered = [gather(normalize(d)) for d in embeddings[1:]]
-        documents = documents_by_column([g[0] for g in gathered])
-        own = own_document_index(batch, columns, gathered[0][1], documents.size(0) // columns, queries.device)
+        documents, own = gathered_documents(embeddings[1:], batch)
         logits = queries @ documents.T / self.infonce_temperature
         threshold = self.false_negative_ratio * teacher.max(dim=1, keepdim=True).values
         likely_positive = teacher > threshold

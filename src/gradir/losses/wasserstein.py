@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from gradir.errors import GradirError
-from gradir.losses.base import BiEncoderLoss, documents_by_column, gather, normalize, own_document_index
+from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
 
 
 def gaussian_w2_squared(predicted: Tensor, target: Tensor) -> Tensor:
@@ -86,9 +86,7 @@ class WassersteinLoss(BiEncoderLoss):
         queries = normalize(embeddings[0])
         batch, columns = queries.size(0), len(embeddings) - 1
         grades = self.check_labels(labels, batch, columns, "wasserstein")
-        gathered = [gather(normalize(d)) for d in embeddings[1:]]
-        documents = documents_by_column([g[0] for g in gathered])
-        own = own_document_index(batch, columns, gathered[0][1], documents.size(0) // columns, queries.device)
+        documents, own = gathered_documents(embeddings[1:], batch)
         grade_matrix = grades.new_zeros(batch, documents.size(0)).scatter(1, own, grades)
         predicted = torch.softmax(queries @ documents.T / self.temperature, dim=1)
         target = torch.softmax(grade_matrix, dim=1)
