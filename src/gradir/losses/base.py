@@ -65,6 +65,11 @@ class BiEncoderLoss(nn.Module):
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def queries_and_labels(self, embeddings: list[Tensor], labels: Tensor | None, name: str) -> tuple[Tensor, Tensor]:
+        """Unit-length queries and the (B, K) labels, checked against the number of document columns."""
+        queries = normalize(embeddings[0])
+        return queries, self.check_labels(labels, queries.size(0), len(embeddings) - 1, name)
+
     @staticmethod
     def check_labels(labels: Tensor | None, batch: int, columns: int, name: str) -> Tensor:
         if labels is None or labels.dim() != 2 or tuple(labels.shape) != (batch, columns):

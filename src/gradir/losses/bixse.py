@@ -32,7 +32,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
+from gradir.losses.base import BiEncoderLoss, gathered_documents
 
 SAME_DOCUMENT_COSINE = 1.0 - 1e-5
 
@@ -65,10 +65,9 @@ class BiXSELoss(BiEncoderLoss):
         return targets.scatter(1, own, labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries = normalize(embeddings[0])
-        batch, columns = queries.size(0), len(embeddings) - 1
-        labels = self.check_labels(labels, batch, columns, "bixse").clamp(0.0, 1.0)
-        documents, own = gathered_documents(embeddings[1:], batch)
+        queries, labels = self.queries_and_labels(embeddings, labels, "bixse")
+        labels = labels.clamp(0.0, 1.0)
+        documents, own = gathered_documents(embeddings[1:], queries.size(0))
         targets = self.targets(labels, documents, own)
         logits = self.log_scale.exp() * queries @ documents.T + self.bias
         log_p = nn.functional.logsigmoid(logits)

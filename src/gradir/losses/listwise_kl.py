@@ -49,9 +49,7 @@ class ListwiseKLLoss(BiEncoderLoss):
         self.false_negative_ratio = false_negative_ratio
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries = normalize(embeddings[0])
-        batch, columns = queries.size(0), len(embeddings) - 1
-        teacher = self.check_labels(labels, batch, columns, "listwise_kl")
+        queries, teacher = self.queries_and_labels(embeddings, labels, "listwise_kl")
         local_documents = torch.stack([normalize(d) for d in embeddings[1:]], dim=1)  # (B, K, D)
         student = torch.einsum("bd,bkd->bk", queries, local_documents)
         kl = nn.functional.kl_div(
@@ -62,7 +60,7 @@ class ListwiseKLLoss(BiEncoderLoss):
         )
         if self.infonce_weight == 0:
             return kl
-        documents, own = gathered_documents(embeddings[1:], batch)
+        documents, own = gathered_documents(embeddings[1:], queries.size(0))
         logits = queries @ documents.T / self.infonce_temperature
         threshold = self.false_negative_ratio * teacher.max(dim=1, keepdim=True).values
         likely_positive = teacher > threshold

@@ -26,9 +26,7 @@ from gradir.losses.base import BiEncoderLoss, normalize
 
 class MarginMSELoss(BiEncoderLoss):
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries = normalize(embeddings[0])
-        batch, columns = queries.size(0), len(embeddings) - 1
-        teacher = self.check_labels(labels, batch, columns, "margin_mse")
+        queries, teacher = self.queries_and_labels(embeddings, labels, "margin_mse")
         documents = torch.stack([normalize(d) for d in embeddings[1:]], dim=1)
         student = torch.einsum("bd,bkd->bk", queries, documents)
         student_margin = student[:, :1] - student[:, 1:]

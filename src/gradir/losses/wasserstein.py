@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from gradir.errors import GradirError
-from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
+from gradir.losses.base import BiEncoderLoss, gathered_documents
 
 
 def gaussian_w2_squared(predicted: Tensor, target: Tensor) -> Tensor:
@@ -83,11 +83,9 @@ class WassersteinLoss(BiEncoderLoss):
         self.form = form
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries = normalize(embeddings[0])
-        batch, columns = queries.size(0), len(embeddings) - 1
-        grades = self.check_labels(labels, batch, columns, "wasserstein")
-        documents, own = gathered_documents(embeddings[1:], batch)
-        grade_matrix = grades.new_zeros(batch, documents.size(0)).scatter(1, own, grades)
+        queries, grades = self.queries_and_labels(embeddings, labels, "wasserstein")
+        documents, own = gathered_documents(embeddings[1:], queries.size(0))
+        grade_matrix = grades.new_zeros(own.size(0), documents.size(0)).scatter(1, own, grades)
         predicted = torch.softmax(queries @ documents.T / self.temperature, dim=1)
         target = torch.softmax(grade_matrix, dim=1)
         if self.form == "gaussian":
