@@ -606,7 +606,9 @@ def train_command(
     threshold: ThresholdOpt = 1,
     mini_batch_size: Annotated[Optional[int], typer.Option("--mini-batch-size", min=1, help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory.")] = None,
     save_steps: Annotated[int, typer.Option("--save-steps", min=1, help="Checkpoint every this many steps.")] = 50,
+    max_seq_length: Annotated[Optional[int], typer.Option("--max-seq-length", min=1, help="Token limit while training (the saved model keeps its own).")] = None,
     dev_split: Annotated[Optional[str], typer.Option("--dev-split", help="Evaluate the trained model on this split.")] = None,
+    documents: Annotated[Optional[Path], typer.Option("--documents", help="Synthetic documents the judgments name besides the corpus (a corpus-format file).")] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     lenient: LenientOpt = False,
@@ -620,8 +622,15 @@ def train_command(
     if loss not in LOSSES:
         raise GradirError(f"--loss: unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
     loaded = load_collection(collection, lenient=lenient)
-    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed, mini_batch_size, save_steps)
-    result = train(judgments, loaded, loss, out, model=model, settings=settings, dev_split=dev_split, resume=resume)
+    settings = TrainSettings(epochs, max_steps, batch_size, lr, list_size, threshold, seed, mini_batch_size, save_steps, max_seq_length)
+    extra = None
+    if documents is not None:
+        from gradir.collections import load_corpus
+        from gradir.collections.problems import ProblemLog
+
+        extra = load_corpus(documents, ProblemLog(lenient=lenient))
+    result = train(judgments, loaded, loss, out, model=model, settings=settings, dev_split=dev_split, resume=resume,
+                   extra_documents=extra)
     _finish_training(result, loaded.log.summary(), as_json)
 
 
@@ -657,6 +666,10 @@ def train_reranker_command(
 
 
 def _finish_training(result, skipped: dict[str, int], as_json: bool) -> None:
+    from gradir.training.train import is_main_process
+
+    if not is_main_process():
+        return  # one summary per run, from rank 0
     _report_skipped(skipped)
     if as_json:
         _emit(result.summary(), True)
@@ -666,10 +679,112 @@ def _finish_training(result, skipped: dict[str, int], as_json: bool) -> None:
         )
 
 
+@app.command("run")
+def run_command(
+    config: Annotated[Optional[Path], typer.Argument(help="Pipeline config (TOML); see `gradir init`.")] = None,
+    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder (overrides run.collection).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory; default runs/<collection name>.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the pipeline: sample, generate, filter, documents, mine, grade, train, evaluate, report.
+
+    A stage whose inputs and settings are unchanged is skipped; an interrupted run resumes.
+    """
+    from gradir.pipeline import PipelineConfig, load_config, run_pipeline
+
+    if config is None and collection is None:
+        raise GradirError("give a config file (see `gradir init`) or --collection")
+    settings = load_config(config) if config is not None else PipelineConfig()
+    if collection is not None:
+        settings.run.collection = str(collection.resolve())
+    target = out or Path("runs") / Path(settings.collection_path()).name
+    result = run_pipeline(settings, target)
+    summary = result.summary()
+    if as_json:
+        _emit(summary, True)
+        return
+    evaluation = summary["stages"]["evaluate"]["summary"]
+    _print_base_tuned(evaluation)
+    err_console.print(f"report: {target / 'report.html'} (and report.md)")
+
+
+def _print_base_tuned(evaluation: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"base against tuned ({evaluation['queries']} queries)")
+    for column in ("metric", "base", "tuned", "Δ"):
+        table.add_column(column)
+    for metric in ("ndcg@10", "recall@100"):
+        base, tuned = evaluation[metric]["base"], evaluation[metric]["tuned"]
+        table.add_row(metric, f"{base:.4f}", f"{tuned:.4f}", f"{tuned - base:+.4f}")
+    from rich.console import Console
+
+    Console().print(table)
+    err_console.print(f"paired randomisation test on nDCG@10: p = {evaluation['p_ndcg@10']:.4f}")
+
+
+@app.command("status")
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `gradir run`.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="Judge staleness against this config (default: the run's last one).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each stage of a run as done, stale, interrupted or pending, with counts and times."""
+    from gradir.pipeline import load_config, stage_statuses
+    from gradir.pipeline.rundir import CONFIG, RunDirectory
+
+    if not (run_dir / CONFIG).is_file():
+        raise GradirError(f"{run_dir}: not a gradir run directory (no {CONFIG})")
+    statuses = stage_statuses(RunDirectory(run_dir), load_config(config or run_dir / CONFIG))
+    if as_json:
+        _emit({"run": str(run_dir), "stages": [s.__dict__ for s in statuses]}, True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=str(run_dir))
+    for column in ("stage", "status", "seconds", "finished", "counts"):
+        table.add_column(column)
+    colours = {"done": "green", "stale": "yellow", "interrupted": "red", "pending": "dim"}
+    for s in statuses:
+        counts = ", ".join(
+            f"{k} {round(v, 4)}" for k, v in s.summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seconds"
+        )
+        table.add_row(s.name, f"[{colours[s.status]}]{s.status}[/]", "" if s.seconds is None else f"{s.seconds:.1f}",
+                      s.finished or "", counts)
+    Console().print(table)
+
+
+@app.command("init")
+def init_command(
+    path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("gradir.toml"),
+    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder to put in run.collection.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented config with every setting and its default."""
+    from gradir.atomic import write_text_atomic
+    from gradir.pipeline import PipelineConfig, render_config
+
+    if path.exists() and not force:
+        raise GradirError(f"{path}: already exists (use --force to overwrite)")
+    config = PipelineConfig()
+    if collection is not None:
+        if not collection.exists():
+            raise GradirError(f"--collection: {collection}: no such folder")
+        config.run.collection = os.path.relpath(collection.resolve(), path.resolve().parent)
+    write_text_atomic(path, render_config(config))
+    err_console.print(f"wrote {path}; edit it, then: gradir run {path}")
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # One progress bar per long step (gradir's own) and no library chatter on stderr.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except GradirError as exc:

@@ -11,7 +11,14 @@ from gradir.embedding_cache import default_cache_dir
 from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
 from gradir.llm.call_cache import CallCache, call_key
 
-_CHUNK = 16  # prompts per backend call: progress and cache writes every chunk
+
+def _chunk_size(backend: LLMBackend) -> int:
+    """Prompts per backend call: as many as it runs at once, so each answer is cached as soon as its chunk ends.
+
+    In-process backends answer one prompt at a time (chunks of 1: a crash loses at most
+    the call in flight); a server backend gets as many as it has requests in flight.
+    """
+    return max(1, int(getattr(backend, "concurrency", 1)))
 
 
 @dataclass
@@ -84,8 +91,9 @@ class LLMClient:
                 missing.append(i)
         with progress() as bar:
             task = bar.add_task(what, total=len(missing), visible=self.show_progress and bool(missing))
-            for start in range(0, len(missing), _CHUNK):
-                chunk = missing[start : start + _CHUNK]
+            size = _chunk_size(self.backend)
+            for start in range(0, len(missing), size):
+                chunk = missing[start : start + size]
                 answers = call(chunk)
                 self.counts.llm_calls += len(chunk)
                 fresh = {}

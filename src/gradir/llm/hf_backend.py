@@ -18,6 +18,7 @@ from gradir.models import model_fingerprint
 
 class HFBackend(LLMBackend):
     kind = "hf"
+    concurrency = 8  # prompts per padded forward batch
 
     def __init__(self, path: Path | str, device: str | None = None):
         import torch

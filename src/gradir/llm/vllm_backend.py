@@ -16,6 +16,7 @@ from gradir.models import model_fingerprint
 
 class VLLMBackend(LLMBackend):
     kind = "vllm"
+    concurrency = 256  # prompts handed to the engine at once (it batches them on the GPU)
 
     def __init__(self, path: Path | str, **engine_options):
         try:

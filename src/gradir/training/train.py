@@ -17,10 +17,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from gradir.atomic import atomic_write, write_text_atomic
+from gradir.console import progress
 from gradir.collections.loader import Collection
+from gradir.collections.records import Document
 from gradir.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.judgments import read_judgments
@@ -44,6 +47,7 @@ class TrainSettings:
     seed: int = 0
     mini_batch_size: int | None = None  # GradCache mini-batches (bi-encoders only); None: no caching
     save_steps: int = 50
+    max_seq_length: int | None = None  # token limit while training; the saved model keeps its own
 
     def trainer_arguments(self, output_dir: Path) -> dict[str, Any]:
         return dict(
@@ -52,17 +56,29 @@ class TrainSettings:
             max_steps=self.max_steps,
             per_device_train_batch_size=self.batch_size,
             learning_rate=self.learning_rate,
-            warmup_ratio=0.1,
+            warmup_steps=0.1,  # a float below 1: that fraction of the steps (transformers v5)
             seed=self.seed,
             data_seed=self.seed,
             save_strategy="steps",
             save_steps=self.save_steps,
             save_total_limit=1,
-            logging_steps=5,
+            logging_steps=max(1, min(5, self.max_steps // 5)) if self.max_steps > 0 else 5,
+            dataloader_pin_memory=_has_cuda(),
             report_to="none",
             dataloader_drop_last=True,
             disable_tqdm=True,
         )
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch (or a plain process): the one that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass
@@ -86,26 +102,54 @@ def _last_checkpoint(directory: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
+def _progress_callback():
+    """A trainer callback drawing gradir's progress bar (steps, elapsed, ETA) on stderr."""
+    from transformers import TrainerCallback
+
+    class TrainingProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task("training", total=state.max_steps or None, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.stop()
+
+    return TrainingProgress()
+
+
 def _fit(trainer, out: Path, resume: bool) -> tuple[float, int, int]:
     """Train (from the last checkpoint if asked), keep the loss log; return the last loss, steps and first step."""
     resume_from = _last_checkpoint(out / CHECKPOINTS) if resume else None
     first_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the loss log goes to training_log.jsonl, not the terminal
+    trainer.add_callback(_progress_callback())
     # The trainer prints its log lines on stdout; stdout is for the --json result alone.
     with contextlib.redirect_stdout(sys.stderr):
         output = trainer.train(resume_from_checkpoint=resume_from)
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
-    with atomic_write(out / "training_log.jsonl") as handle:
-        for entry in history:
-            handle.write(json.dumps(entry) + "\n")
+    if is_main_process():
+        with atomic_write(out / "training_log.jsonl") as handle:
+            for entry in history:
+                handle.write(json.dumps(entry) + "\n")
     final = float(history[-1]["loss"]) if history else float(output.training_loss)
     return final, trainer.state.global_step, first_step
 
 
-def _training_data(judgments_path: Path | str, collection: Collection, layout: str, settings: TrainSettings):
-    """The judgments, validated against the corpus, assembled into the layout a loss needs."""
-    judgments = read_judgments(judgments_path, set(collection.documents), collection.log)
+def _training_data(
+    judgments_path: Path | str, collection: Collection, layout: str, settings: TrainSettings,
+    extra_documents: Mapping[str, Document] | None = None,
+):
+    """The judgments, validated against the corpus (and synthetic documents), in the layout a loss needs."""
+    documents = {**collection.documents, **(extra_documents or {})}
+    judgments = read_judgments(judgments_path, set(documents), collection.log)
     return assemble_training_set(
-        judgments, collection.documents, layout,
+        judgments, documents, layout,
         list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
     )
 
@@ -126,8 +170,13 @@ def train(
     dev_split: str | None = None,
     resume: bool = False,
     loss_options: dict[str, Any] | None = None,
+    extra_documents: Mapping[str, Document] | None = None,
 ) -> TrainResult:
-    """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`."""
+    """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
+
+    ``extra_documents`` are documents outside the corpus that judgments may name
+    (synthetic documents written for a level or for balancing the grades).
+    """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -140,8 +189,11 @@ def train(
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
-    dataset = _training_data(judgments_path, collection, loss, settings)
+    dataset = _training_data(judgments_path, collection, loss, settings, extra_documents)
     student = SentenceTransformer(str(base_path), local_files_only=True)
+    model_limit = student.max_seq_length
+    if settings.max_seq_length:
+        student.max_seq_length = settings.max_seq_length
     loss_module = LOSSES[loss](student, **(loss_options or {}))
     if settings.mini_batch_size:
         loss_module = CachedLoss(loss_module, settings.mini_batch_size)
@@ -149,6 +201,7 @@ def train(
     args = SentenceTransformerTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=sampler)
     trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss_module)
     final_loss, steps, first_step = _fit(trainer, out, resume)
+    student.max_seq_length = model_limit
     _save_model(student, out)
     result = TrainResult(
         str(out), loss, len(dataset), steps, 0.0, final_loss,
@@ -161,7 +214,8 @@ def train(
         result.dev_metrics = evaluate(collection, split=dev_split, encoder=Encoder(out, show_progress=False)).metrics
     result.seconds = time.perf_counter() - start
     _write_model_card(out, result)
-    write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
+    if is_main_process():
+        write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
@@ -204,12 +258,15 @@ def train_reranker(
         resumed_from_step=first_step,
     )
     _write_model_card(out, result)
-    write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
+    if is_main_process():
+        write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
 def _save_model(model, out: Path) -> None:
-    """Save into a temporary folder, then move each file into ``out`` (the checkpoints stay)."""
+    """Save into a temporary folder, then move each file into ``out`` (the checkpoints stay); rank 0 only."""
+    if not is_main_process():
+        return
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     model.save(str(staging))
@@ -223,6 +280,8 @@ def _save_model(model, out: Path) -> None:
 
 
 def _write_model_card(out: Path, result: TrainResult) -> None:
+    if not is_main_process():
+        return
     card = out / "README.md"
     existing = card.read_text(encoding="utf-8") if card.is_file() else ""
     settings = "\n".join(f"| {k} | `{v}` |" for k, v in result.settings.items())

@@ -1,0 +1,298 @@
+"""The pipeline's configuration: one TOML file, validated with pydantic.
+
+Every section and key is declared below with its default; an unknown key, a wrong type
+or an impossible value is a :class:`ConfigError` that names the file, the
+line and the key path (``train.batch_size``). ``gradir init`` writes these defaults as a
+commented file (:func:`render_config`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gradir.errors import GradirError
+
+QueryType = Literal["question", "claim", "keywords", "title", "web"]
+Retriever = Literal["dense", "bm25", "hybrid"]
+LossName = Literal["infonce", "bixse", "wasserstein", "listwise_kl", "margin_mse"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RunSection(Section):
+    """The collection, the seed and where caches live."""
+
+    collection: str = Field("", description="BEIR folder: corpus, queries, qrels/ (relative paths are from this file)")
+    seed: int = Field(0, description="seed of passage sampling, generation and training")
+    cache_dir: str = Field("", description="embedding and LLM call caches; empty: $GRADIR_CACHE_DIR or ~/.cache/gradir")
+
+
+class ModelSection(Section):
+    """The embedding model that is evaluated, used for filtering and mining, and tuned."""
+
+    base: str = Field("", description="local sentence-transformers folder; empty: the embedded all-MiniLM-L6-v2")
+    batch_size: int = Field(32, ge=1, description="texts per forward pass when encoding")
+
+
+class LLMSection(Section):
+    """The LLM of the generation and grading stages."""
+
+    backend: str = Field(
+        "llamacpp",
+        description="llamacpp[:GGUF] (embedded SmolLM2-135M) | openai:URL@MODEL | hf:PATH | vllm:PATH",
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (openai backend); never the key itself")
+    concurrency: int = Field(8, ge=1, description="requests in flight (openai backend)")
+    timeout: float = Field(60.0, gt=0, description="seconds per request (openai backend)")
+    max_retries: int = Field(4, ge=0, le=20, description="retries of a failed request (openai backend)")
+    cache: bool = Field(True, description="cache answers; a re-run never pays twice for a call")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, spec: str) -> str:
+        kind, _, rest = spec.partition(":")
+        if kind not in ("llamacpp", "openai", "hf", "vllm"):
+            raise ValueError(f"unknown backend '{kind}' (llamacpp, openai, hf or vllm)")
+        if kind == "openai" and not re.fullmatch(r".+@.+", rest):
+            raise ValueError("expected openai:URL@MODEL, e.g. openai:http://127.0.0.1:8000/v1@my-model")
+        if kind in ("hf", "vllm") and not rest:
+            raise ValueError(f"expected {kind}:PATH")
+        return spec
+
+
+class GenerateSection(Section):
+    """Sampling passages and writing queries for them."""
+
+    passages: int = Field(200, ge=1, description="passages sampled from the corpus")
+    per_passage: int = Field(1, ge=1, description="queries per passage and type")
+    types: list[QueryType] = Field(
+        ["question", "claim", "keywords", "title", "web"], min_length=1, description="query types (the mix)"
+    )
+    types_per_passage: int = Field(0, ge=0, description="types each passage gets, rotating through the mix (0: every type)")
+    attempts: int = Field(6, ge=1, description="tries per query when an answer fails or is rejected")
+    examples: str = Field("", description="your example queries (JSONL or one a line) for the few-shot prompts; empty: built-in")
+
+
+class FilterSection(Section):
+    """Round-trip filter: keep a query when its source passage is retrieved in the top k."""
+
+    enabled: bool = Field(True, description="apply the filter")
+    retriever: Retriever = Field("dense", description="dense | bm25 | hybrid")
+    top_k: int = Field(10, ge=1, description="the source passage must rank in this many")
+
+
+class DocumentsSection(Section):
+    """SyCL-style synthetic documents at relevance levels (needed by grade.grader = \"level\")."""
+
+    enabled: bool = Field(False, description="write documents at each level for every kept query")
+    levels: list[int] = Field([3, 2, 1, 0], min_length=1, description="levels, 3 (answers) to 0 (unrelated)")
+    domain: str = Field("the same field as the query", description="what the collection is about (level-0 documents)")
+
+
+class MineSection(Section):
+    """Candidate documents of each query: the pairs the grader judges."""
+
+    retriever: Retriever = Field("dense", description="dense | bm25 | hybrid")
+    top_k: int = Field(8, ge=1, description="candidates retrieved per query")
+    skip_top: int = Field(0, ge=0, description="leave out the first n ranks (likely unlabelled positives)")
+
+
+class GradeSection(Section):
+    """Graded labels 0-3 for the mined pairs."""
+
+    grader: Literal["llm", "cross-encoder", "level"] = Field("llm", description="llm | cross-encoder | level")
+    cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
+    samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
+    source_floor: int = Field(
+        3, ge=0, le=3, description="the passage a query was written from is graded at least this (0: trust the grader)"
+    )
+    balance: bool = Field(False, description="ask the LLM for documents at under-represented middle grades")
+    budget: int = Field(100, ge=0, description="generations the balancing may spend")
+
+
+class TrainSection(Section):
+    """Fine-tuning the embedding model on the graded judgments."""
+
+    loss: LossName = Field("bixse", description="infonce | bixse | wasserstein | listwise_kl | margin_mse")
+    epochs: float = Field(1.0, gt=0, description="passes over the training set")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps; -1: no limit")
+    batch_size: int = Field(16, ge=1, description="queries per step and process")
+    learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (linear warm-up over 10%)")
+    list_size: int = Field(4, ge=1, description="documents per query in each example")
+    threshold: int = Field(2, ge=0, le=3, description="lowest grade that counts as a positive")
+    mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
+    max_seq_length: int = Field(0, ge=0, description="token limit while training; 0: the model's own")
+    save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")
+    launcher: str = Field("", description="empty: train in this process; or e.g. \"torchrun --nproc_per_node=2\"")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSection:
+        if self.loss == "margin_mse" and self.list_size < 2:
+            raise ValueError("list_size must be at least 2 for margin_mse")
+        if self.mini_batch_size > self.batch_size:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) is larger than batch_size ({self.batch_size})")
+        return self
+
+
+class EvalSection(Section):
+    """Base against tuned on the collection's judged split."""
+
+    split: str = Field("test", min_length=1, description="qrels split to evaluate on")
+    retriever: Literal["dense", "hybrid"] = Field("dense", description="dense | hybrid")
+    top_k: int = Field(100, ge=1, description="documents retrieved per query")
+
+
+class PipelineConfig(Section):
+    """The whole pipeline: one section per stage."""
+
+    run: RunSection = RunSection()
+    model: ModelSection = ModelSection()
+    llm: LLMSection = LLMSection()
+    generate: GenerateSection = GenerateSection()
+    filter: FilterSection = FilterSection()
+    documents: DocumentsSection = DocumentsSection()
+    mine: MineSection = MineSection()
+    grade: GradeSection = GradeSection()
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> PipelineConfig:
+        if self.grade.grader == "level" and not self.documents.enabled:
+            raise ValueError("grade.grader = \"level\" needs documents.enabled = true")
+        if self.grade.grader == "cross-encoder" and not self.grade.cross_encoder:
+            raise ValueError("grade.grader = \"cross-encoder\" needs grade.cross_encoder (a local folder)")
+        if self.grade.balance and self.grade.grader != "llm":
+            raise ValueError("grade.balance needs grade.grader = \"llm\"")
+        if self.mine.skip_top >= self.mine.top_k:
+            raise ValueError(f"mine.skip_top ({self.mine.skip_top}) leaves no candidate of mine.top_k ({self.mine.top_k})")
+        return self
+
+    def collection_path(self) -> Path:
+        if not self.run.collection:
+            raise ConfigError("no collection: set run.collection in the config or pass --collection")
+        return Path(self.run.collection)
+
+
+class ConfigError(GradirError):
+    """A config file that cannot be run: the message names the file, line and key."""
+
+
+def _key_line(text: str, path: tuple[str, ...]) -> int | None:
+    """The line that sets ``path`` (a table header for a section), by scanning the TOML text."""
+    table: tuple[str, ...] = ()
+    header_line: dict[tuple[str, ...], int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.\- ]+?)\s*\]", stripped)
+        if header:
+            table = tuple(part.strip() for part in header.group(1).split("."))
+            header_line.setdefault(table, number)
+            continue
+        assignment = re.match(r"^([A-Za-z0-9_.\-\"' ]+?)\s*=", stripped)
+        if assignment:
+            key = tuple(part.strip().strip("\"'") for part in assignment.group(1).split("."))
+            if table + key == path:
+                return number
+    for length in range(len(path), 0, -1):
+        if path[:length] in header_line:
+            return header_line[path[:length]]
+    return None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def parse_config(text: str, source: str, base_dir: Path | None = None) -> PipelineConfig:
+    """Validate TOML text; ``source`` names it in errors; relative paths resolve against ``base_dir``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    config = validate_config(raw, source, text)
+    if base_dir is not None:
+        config = _resolved(config, base_dir)
+    return config
+
+
+def validate_config(raw: dict[str, Any], source: str = "config", text: str | None = None) -> PipelineConfig:
+    """Validate parsed sections; with the TOML ``text``, errors name the line of each bad key."""
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
+            key = ".".join(location) or "(top level)"
+            line = _key_line(text, location) if location and text is not None else None
+            where = f"{source}:{line}" if line else source
+            value = "" if error["type"] in ("extra_forbidden", "missing") or not location else f" (got {error['input']!r})"
+            problems.append(f"{where}: {key}: {_describe(error)}{value}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def _resolved(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
+    """Relative file paths in the config are relative to the config file."""
+
+    def resolve(value: str) -> str:
+        return str((base_dir / value).resolve()) if value and not Path(value).is_absolute() else value
+
+    config.run.collection = resolve(config.run.collection)
+    config.run.cache_dir = resolve(config.run.cache_dir)
+    config.generate.examples = resolve(config.generate.examples)
+    if config.model.base and (base_dir / config.model.base).exists():
+        config.model.base = resolve(config.model.base)
+    if config.grade.cross_encoder:
+        config.grade.cross_encoder = resolve(config.grade.cross_encoder)
+    return config
+
+
+def load_config(path: Path | str) -> PipelineConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(path), path.resolve().parent)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_config(config: PipelineConfig | None = None) -> str:
+    """The config as commented TOML: every section and key with its description."""
+    config = config or PipelineConfig()
+    lines = [
+        "# gradir pipeline configuration. `gradir run THIS_FILE` runs every stage;",
+        "# a stage whose inputs and settings did not change is skipped.",
+    ]
+    for name, field in PipelineConfig.model_fields.items():
+        section = getattr(config, name)
+        lines += ["", f"# {type(section).__doc__.strip()}", f"[{name}]"]
+        for key, info in type(section).model_fields.items():
+            lines.append(f"{key} = {_toml_value(getattr(section, key))}  # {info.description}")
+    return "\n".join(lines) + "\n"

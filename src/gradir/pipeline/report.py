@@ -1,0 +1,293 @@
+"""The run's report: ``report.md`` and a self-contained ``report.html`` (plots embedded as PNG).
+
+Sections: base against tuned with the paired tests, per-query wins and losses, grade
+histograms, the training loss curve, query types (generated, kept, share of the training
+positives), LLM calls and failures, and a browsable sample of generated queries with
+their source passages and graded candidates. Plots are drawn with matplotlib (Agg).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from gradir.atomic import write_text_atomic
+from gradir.collections.loader import Collection
+from gradir.evaluation.metrics import METRICS
+from gradir.pipeline.config import PipelineConfig
+from gradir.pipeline.rundir import RunDirectory
+from gradir.pipeline.stages import COMPARISON, JUDGMENTS, KEPT, MODEL, QUERIES
+
+SAMPLE_QUERIES = 40
+SECTIONS = ("metrics", "per-query", "grades", "training", "query-types", "llm", "samples")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _per_query(path: Path) -> dict[str, float]:
+    rows = path.read_text(encoding="utf-8").splitlines()[1:]
+    return {line.split("\t")[0]: float(line.split("\t")[1]) for line in rows if line}
+
+
+def _png(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(width: float = 7.0, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def per_query_plot(deltas: list[float]) -> str:
+    figure, axes = _figure()
+    ordered = sorted(deltas, reverse=True)
+    colours = ["#2a9d8f" if d > 0 else "#e76f51" if d < 0 else "#adb5bd" for d in ordered]
+    axes.bar(range(len(ordered)), ordered, color=colours, width=1.0)
+    axes.axhline(0, color="black", linewidth=0.6)
+    axes.set_xlabel("queries, sorted by change")
+    axes.set_ylabel("tuned − base nDCG@10")
+    axes.set_title("Per-query change in nDCG@10")
+    return _png(figure)
+
+
+def grade_plot(histograms: dict[str, dict[str, int]]) -> str:
+    figure, axes = _figure()
+    grades = ["0", "1", "2", "3"]
+    width = 0.8 / max(len(histograms), 1)
+    for k, (label, histogram) in enumerate(histograms.items()):
+        axes.bar([g + k * width for g in range(4)], [histogram.get(g, 0) for g in grades], width=width, label=label)
+    axes.set_xticks([g + width * (len(histograms) - 1) / 2 for g in range(4)], grades)
+    axes.set_xlabel("grade")
+    axes.set_ylabel("judgments")
+    axes.set_title("Grades of the judged pairs")
+    axes.legend()
+    return _png(figure)
+
+
+def loss_plot(log: list[dict]) -> str:
+    figure, axes = _figure()
+    axes.plot([entry["step"] for entry in log], [float(entry["loss"]) for entry in log], marker="o")
+    axes.set_xlabel("step")
+    axes.set_ylabel("training loss")
+    axes.set_title("Training loss")
+    return _png(figure)
+
+
+def _query_types(run: Path, judgments: list[dict], threshold: int) -> list[dict[str, Any]]:
+    generated = Counter(q["type"] for q in _read_jsonl(run / QUERIES))
+    kept_rows = _read_jsonl(run / KEPT)
+    kept = Counter(q["type"] for q in kept_rows)
+    type_of = {q["query_id"]: q["type"] for q in kept_rows}
+    positives = Counter(type_of.get(j["query_id"], "?") for j in judgments if j["grade"] >= threshold)
+    total_positives = sum(positives.values()) or 1
+    return [
+        {"type": t, "generated": generated[t], "kept": kept[t],
+         "kept_fraction": kept[t] / generated[t] if generated[t] else 0.0,
+         "positives": positives[t], "share_of_positives": positives[t] / total_positives}
+        for t in sorted(generated)
+    ]
+
+
+def _samples(run: Path, collection: Collection, judgments: list[dict], seed: int) -> list[dict[str, Any]]:
+    queries = _read_jsonl(run / KEPT)
+    chosen = random.Random(seed).sample(queries, min(SAMPLE_QUERIES, len(queries)))
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for j in judgments:
+        by_query[j["query_id"]].append(j)
+    samples = []
+    for q in chosen:
+        source = collection.documents.get(q["source_doc_id"])
+        graded = sorted(by_query.get(q["query_id"], []), key=lambda j: -j["p_relevant"])
+        source_grade = next((j["grade"] for j in graded if j["doc_id"] == q["source_doc_id"]), None)
+        samples.append({
+            "query_id": q["query_id"], "text": q["text"], "type": q["type"], "source_doc_id": q["source_doc_id"],
+            "source_text": source.full_text if source else "", "source_grade": source_grade,
+            "candidates": [(j["doc_id"], j["grade"], j["p_relevant"]) for j in graded[:8]],
+        })
+    return samples
+
+
+def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[str, Any]:
+    """Everything the report shows, read from the run directory."""
+    state = RunDirectory(root).state()
+    comparison = json.loads((root / COMPARISON).read_text(encoding="utf-8"))
+    base, tuned = _per_query(root / "eval/base/per_query.tsv"), _per_query(root / "eval/tuned/per_query.tsv")
+    judgments = _read_jsonl(root / JUDGMENTS)
+    training_log = [e for e in _read_jsonl(root / MODEL / "training_log.jsonl") if "loss" in e]
+    training = json.loads((root / MODEL / "training.json").read_text(encoding="utf-8"))
+    by_source: dict[str, Counter] = {"source passages": Counter(), "mined candidates": Counter(), "synthetic documents": Counter()}
+    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in _read_jsonl(root / "pairs.jsonl")}
+    for j in judgments:
+        key = (j["query_id"], j["doc_id"])
+        kind = "synthetic documents" if key not in pairs else "source passages" if pairs[key] else "mined candidates"
+        by_source[kind][str(j["grade"])] += 1
+    llm = {name: {k: entry.get("summary", {}).get(k) for k in ("llm_calls", "cache_hits", "failed", "failures", "retries")}
+           for name, entry in state.items() if "llm_calls" in entry.get("summary", {})}
+    return {
+        "collection": str(collection.root),
+        "config": config,
+        "comparison": comparison,
+        "deltas": [tuned[q] - base[q] for q in base if q in tuned],
+        "histograms": {k: dict(v) for k, v in by_source.items() if v},
+        "training_log": training_log,
+        "training": training,
+        "query_types": _query_types(root, judgments, config.train.threshold),
+        "llm": llm,
+        "samples": _samples(root, collection, judgments, config.run.seed),
+        "stage_seconds": {name: entry.get("seconds") for name, entry in state.items()},
+    }
+
+
+def _metric_rows(comparison: dict) -> list[tuple[str, float, float, float]]:
+    return [(m, comparison["base"][m], comparison["tuned"][m], comparison["tuned"][m] - comparison["base"][m]) for m in METRICS]
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    config: PipelineConfig = data["config"]
+    comparison = data["comparison"]
+    lines = [
+        "# gradir run report", "",
+        f"Collection `{data['collection']}`, split `{comparison['split']}` ({comparison['base']['queries']} queries); "
+        f"loss `{config.train.loss}`, LLM `{config.llm.backend}`, grader `{config.grade.grader}`.", "",
+        "## Base against tuned", "",
+        "| metric | base | tuned | Δ |", "|---|---|---|---|",
+        *[f"| {m} | {b:.4f} | {t:.4f} | {d:+.4f} |" for m, b, t, d in _metric_rows(comparison)], "",
+        "| paired test | wins | losses | ties | p (t-test) | p (randomisation) |", "|---|---|---|---|---|---|",
+        *[f"| {m} | {t['wins']} | {t['losses']} | {t['ties']} | {t['p_ttest']:.4f} | {t['p_randomization']:.4f} |"
+          for m, t in comparison["paired_tests"].items()], "",
+        "## Per-query wins and losses", "",
+        f"{sum(d > 0 for d in data['deltas'])} queries gained, {sum(d < 0 for d in data['deltas'])} lost, "
+        f"{sum(d == 0 for d in data['deltas'])} unchanged in nDCG@10 (plot in report.html).", "",
+        "## Grades", "",
+        "| judged pairs | 0 | 1 | 2 | 3 |", "|---|---|---|---|---|",
+        *[f"| {k} | " + " | ".join(str(h.get(g, 0)) for g in "0123") + " |" for k, h in data["histograms"].items()], "",
+        "## Training", "",
+        f"`{data['training']['loss']}` on {data['training']['examples']} examples, {data['training']['steps']} steps, "
+        f"{data['training']['seconds']:.0f} s; last logged loss {data['training']['final_loss']:.4f}.", "",
+        "## Query types", "",
+        "| type | generated | kept | kept fraction | training positives | share of positives |", "|---|---|---|---|---|---|",
+        *[f"| {r['type']} | {r['generated']} | {r['kept']} | {r['kept_fraction']:.2f} | {r['positives']} | {r['share_of_positives']:.2f} |"
+          for r in data["query_types"]], "",
+        "## LLM calls and failures", "",
+        "| stage | calls | from cache | failed | failures | retries |", "|---|---|---|---|---|---|",
+        *[f"| {s} | {v['llm_calls']} | {v['cache_hits']} | {v['failed']} | {_failures(v['failures'])} | {v['retries']} |"
+          for s, v in data["llm"].items()], "",
+        "## Sample of generated queries", "",
+        "| type | query | source | source grade |", "|---|---|---|---|",
+        *[f"| {s['type']} | {_cell(s['text'])} | {s['source_doc_id']} | {s['source_grade']} |" for s in data["samples"][:20]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _failures(failures: dict | None) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in (failures or {}).items()) or "none"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_html(data: dict[str, Any]) -> str:
+    config: PipelineConfig = data["config"]
+    comparison = data["comparison"]
+    e = html.escape
+    images = {
+        "per-query": per_query_plot(data["deltas"]),
+        "grades": grade_plot(data["histograms"]),
+    }
+    if data["training_log"]:
+        images["training"] = loss_plot(data["training_log"])
+
+    def table(header: list[str], rows: list[list[Any]]) -> str:
+        head = "".join(f"<th>{e(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def image(name: str, alt: str) -> str:
+        return f'<img alt="{e(alt)}" src="data:image/png;base64,{images[name]}">' if name in images else "<p>(no loss was logged)</p>"
+
+    samples = []
+    for s in data["samples"]:
+        candidates = "".join(
+            f"<li><code>{e(did)}</code> grade {grade} (p {p:.2f})</li>" for did, grade, p in s["candidates"]
+        )
+        samples.append(
+            f'<details data-type="{e(s["type"])}"><summary><span class="tag">{e(s["type"])}</span> {e(s["text"])} '
+            f"<small>source grade {e(str(s['source_grade']))}</small></summary>"
+            f"<p><b>Source passage</b> <code>{e(s['source_doc_id'])}</code>: {e(s['source_text'][:1200])}</p>"
+            f"<p><b>Graded candidates</b></p><ul>{candidates}</ul></details>"
+        )
+    training = data["training"]
+    body = f"""
+<h1>gradir run report</h1>
+<p>Collection <code>{e(data['collection'])}</code>, split <code>{e(comparison['split'])}</code>
+({comparison['base']['queries']} queries); loss <code>{e(config.train.loss)}</code>, LLM <code>{e(config.llm.backend)}</code>,
+grader <code>{e(config.grade.grader)}</code>.</p>
+<section id="metrics"><h2>Base against tuned</h2>
+{table(["metric", "base", "tuned", "Δ"], [[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)])}
+{table(["paired test", "wins", "losses", "ties", "p (t-test)", "p (randomisation)"],
+       [[m, t["wins"], t["losses"], t["ties"], f"{t['p_ttest']:.4f}", f"{t['p_randomization']:.4f}"] for m, t in comparison["paired_tests"].items()])}
+</section>
+<section id="per-query"><h2>Per-query wins and losses</h2>{image("per-query", "per-query change in nDCG@10")}</section>
+<section id="grades"><h2>Grades</h2>{image("grades", "grade histograms")}
+{table(["judged pairs", "0", "1", "2", "3"], [[k, *[h.get(g, 0) for g in "0123"]] for k, h in data["histograms"].items()])}</section>
+<section id="training"><h2>Training</h2>
+<p><code>{e(training['loss'])}</code> on {training['examples']} examples, {training['steps']} steps, {training['seconds']:.0f} s;
+last logged loss {training['final_loss']:.4f}.</p>{image("training", "training loss curve")}</section>
+<section id="query-types"><h2>Query types</h2>
+{table(["type", "generated", "kept", "kept fraction", "training positives", "share of positives"],
+       [[r["type"], r["generated"], r["kept"], f"{r['kept_fraction']:.2f}", r["positives"], f"{r['share_of_positives']:.2f}"] for r in data["query_types"]])}</section>
+<section id="llm"><h2>LLM calls and failures</h2>
+{table(["stage", "calls", "from cache", "failed", "failures", "retries"],
+       [[s, v["llm_calls"], v["cache_hits"], v["failed"], _failures(v["failures"]), v["retries"]] for s, v in data["llm"].items()])}</section>
+<section id="samples"><h2>Sample of generated queries</h2>
+<p>{len(data['samples'])} kept queries drawn at random; open one to see its source passage and graded candidates.</p>
+{''.join(samples)}</section>
+"""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>gradir run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.8rem 0; }} th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }}
+img {{ max-width: 100%; }} details {{ border-bottom: 1px solid #eee; padding: 0.3rem 0; }}
+.tag {{ background: #e9ecef; border-radius: 0.3rem; padding: 0 0.4rem; font-size: 0.85em; }}
+</style></head>
+<body>{body}
+<script>
+window.addEventListener("load", function () {{
+  var broken = Array.prototype.filter.call(document.images, function (img) {{ return !img.complete || img.naturalWidth === 0; }});
+  document.body.setAttribute("data-images", String(document.images.length));
+  document.body.setAttribute("data-broken-images", String(broken.length));
+}});
+</script>
+</body></html>
+"""
+
+
+def write_reports(root: Path, collection: Collection, config: PipelineConfig) -> dict[str, Any]:
+    data = collect(root, collection, config)
+    write_text_atomic(root / "report.md", render_markdown(data))
+    write_text_atomic(root / "report.html", render_html(data))
+    return {"report_md": str(root / "report.md"), "report_html": str(root / "report.html"),
+            "sampled_queries": len(data["samples"])}

@@ -1,0 +1,196 @@
+"""Running the stages in order, skipping those whose fingerprint has not changed.
+
+A stage's fingerprint is a BLAKE2 hash of its name, its settings, the fingerprints of
+the stages it reads and, for the first stage, the collection's files (and, for stages
+that encode or train, the base model's files). A stage is *done* when its recorded
+fingerprint equals the one it would have now and its outputs exist; otherwise it runs
+again, and so does every stage downstream of it (their input fingerprints change).
+An interrupted stage runs again from the start; the LLM call cache and the embedding
+cache make the work it had finished free, and training continues from its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradir.collections import load_collection
+from gradir.collections.loader import Collection
+from gradir.console import err_console
+from gradir.errors import GradirError
+from gradir.models import model_fingerprint, resolve_model_path
+from gradir.pipeline.config import PipelineConfig, load_config, render_config
+from gradir.pipeline.rundir import CONFIG, RunDirectory
+from gradir.pipeline.stages import EVAL, MODEL, STAGES, Context, Stage
+
+FINGERPRINT_VERSION = 1
+
+
+def collection_fingerprint(root: Path) -> str:
+    """A content hash of the collection's files (corpus, queries, qrels)."""
+    digest = hashlib.blake2b(digest_size=16)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in files:
+        digest.update(str(path.relative_to(root) if path != root else path.name).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class Fingerprints:
+    """The fingerprint each stage would have under a config (computed once per stage)."""
+
+    def __init__(self, config: PipelineConfig, collection_root: Path):
+        self.config = config
+        self.collection_root = collection_root
+        self._values: dict[str, str] = {}
+        self._collection: str | None = None
+        self._model: str | None = None
+
+    def _collection_fp(self) -> str:
+        if self._collection is None:
+            self._collection = collection_fingerprint(self.collection_root)
+        return self._collection
+
+    def _model_fp(self) -> str:
+        if self._model is None:
+            self._model = model_fingerprint(resolve_model_path(self.config.model.base or None))
+        return self._model
+
+    def of(self, stage: Stage) -> str:
+        if stage.name not in self._values:
+            by_name = {s.name: s for s in STAGES}
+            payload: dict[str, Any] = {
+                "version": FINGERPRINT_VERSION,
+                "stage": stage.name,
+                "settings": stage.settings(self.config),
+                "inputs": {name: self.of(by_name[name]) for name in stage.inputs},
+                "collection": self._collection_fp(),
+            }
+            if stage.uses_model:
+                payload["model"] = self._model_fp()
+            encoded = json.dumps(payload, sort_keys=True, default=str).encode()
+            self._values[stage.name] = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+        return self._values[stage.name]
+
+
+@dataclass
+class StageStatus:
+    name: str
+    status: str  # done | stale | pending | running (interrupted)
+    seconds: float | None = None
+    finished: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _outputs_exist(root: Path, stage: Stage) -> bool:
+    return all((root / name).exists() for name in stage.outputs)
+
+
+def stage_statuses(run: RunDirectory, config: PipelineConfig) -> list[StageStatus]:
+    fingerprints = Fingerprints(config, config.collection_path())
+    recorded = run.state()
+    statuses = []
+    for stage in STAGES:
+        entry = recorded.get(stage.name)
+        if entry is None:
+            statuses.append(StageStatus(stage.name, "pending"))
+            continue
+        current = entry.get("fingerprint") == fingerprints.of(stage)
+        if entry.get("status") == "done":
+            status = "done" if current and _outputs_exist(run.root, stage) else "stale"
+        else:
+            status = "interrupted" if current else "stale"
+        statuses.append(StageStatus(stage.name, status, entry.get("seconds"), entry.get("finished"), entry.get("summary", {})))
+    return statuses
+
+
+def _clear_outputs(root: Path, stage: Stage) -> None:
+    """Remove what an out-of-date run of the stage left, so no stale file passes for a new one."""
+    for name in stage.outputs:
+        (root / name).unlink(missing_ok=True)
+    if stage.name == "train":
+        shutil.rmtree(root / MODEL, ignore_errors=True)
+    if stage.name == "evaluate":
+        shutil.rmtree(root / EVAL, ignore_errors=True)
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    stages: dict[str, dict[str, Any]]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"out": str(self.out), "seconds": round(self.seconds, 3), "stages": self.stages}
+
+
+def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collection]:
+    """Validate everything a run needs before it writes anything."""
+    if not isinstance(config, PipelineConfig):
+        config = load_config(config)
+    collection = load_collection(config.collection_path())
+    resolve_model_path(config.model.base or None)
+    collection.qrels(config.eval.split)  # the evaluation split must exist
+    if not collection.split_queries(config.eval.split):
+        raise GradirError(f"{collection.root}: split '{config.eval.split}' has no judged queries to evaluate on")
+    if config.generate.examples and not Path(config.generate.examples).is_file():
+        raise GradirError(f"generate.examples: {config.generate.examples}: no such file")
+    return config, collection
+
+
+def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> PipelineResult:
+    """Run every stage that is not already done under this config; return what each did."""
+    start = time.perf_counter()
+    config, collection = prepare(config)
+    run = RunDirectory(out)
+    with run:
+        if run.took_over_from:
+            err_console.print(f"[yellow]took over a stale lock left by {run.took_over_from} (that process is gone)[/yellow]")
+            run.log(f"took over a stale lock left by {run.took_over_from}")
+        from gradir.atomic import write_text_atomic
+
+        write_text_atomic(run.path(CONFIG), render_config(config))
+        fingerprints = Fingerprints(config, config.collection_path())
+        context = Context(config, run.root, collection)
+        stages: dict[str, dict[str, Any]] = {}
+        try:
+            for stage in STAGES:
+                stages[stage.name] = _run_stage(run, context, stage, fingerprints.of(stage))
+        finally:
+            context.close()
+    return PipelineResult(run.root, stages, time.perf_counter() - start)
+
+
+def _run_stage(run: RunDirectory, context: Context, stage: Stage, fingerprint: str) -> dict[str, Any]:
+    entry = run.state().get(stage.name, {})
+    if entry.get("status") == "done" and entry.get("fingerprint") == fingerprint and _outputs_exist(run.root, stage):
+        err_console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
+        return {"status": "skipped", "seconds": 0.0, "summary": entry.get("summary", {})}
+    resume = stage.resumable and entry.get("status") == "running" and entry.get("fingerprint") == fingerprint
+    if not resume:
+        _clear_outputs(run.root, stage)
+    err_console.print(f"[bold]{stage.name}[/bold]: {stage.description}" + (" (resuming)" if resume else ""))
+    run.record(stage.name, fingerprint=fingerprint, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    run.log(f"{stage.name}: started" + (" (resuming)" if resume else ""))
+    began = time.perf_counter()
+    summary = stage.run(context, resume) if stage.resumable else stage.run(context)
+    seconds = round(time.perf_counter() - began, 3)
+    run.record(stage.name, fingerprint=fingerprint, status="done", seconds=seconds,
+               finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
+    line = _one_line(summary)
+    run.log(f"{stage.name}: done in {seconds:.1f} s; {line}")
+    err_console.print(f"  {stage.name}: done in {seconds:.1f} s; {line}")
+    return {"status": "ran", "seconds": seconds, "summary": summary}
+
+
+def _one_line(summary: dict[str, Any]) -> str:
+    keys = ("written", "llm_calls", "cache_hits", "failed", "kept_fraction", "steps", "final_loss", "ndcg@10")
+    return ", ".join(f"{k} {summary[k]}" for k in keys if k in summary)

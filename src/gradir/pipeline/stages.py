@@ -1,0 +1,426 @@
+"""The pipeline's stages: what each reads, what settings it depends on, what it writes.
+
+Each stage is a function of a :class:`Context` that writes its outputs into the run
+directory (atomically) and returns a JSON summary. :data:`STAGES` lists them in order
+with their upstream stages and the config settings that enter their fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradir.atomic import write_text_atomic
+from gradir.collections.loader import Collection
+from gradir.collections.records import Document, Query
+from gradir.errors import GradirError
+from gradir.pipeline.config import PipelineConfig
+
+PASSAGES = "passages.jsonl"
+QUERIES = "queries.jsonl"
+KEPT = "queries.kept.jsonl"
+DOCUMENTS = "documents.jsonl"
+PAIRS = "pairs.jsonl"
+JUDGMENTS = "judgments.jsonl"
+BALANCE_DOCUMENTS = "judgments.documents.jsonl"
+MODEL = "model"
+EVAL = "eval"
+COMPARISON = "eval/comparison.json"
+
+
+@dataclass
+class Context:
+    """What every stage may use: the config, the run directory, the collection, shared models."""
+
+    config: PipelineConfig
+    root: Path
+    collection: Collection
+    _client: Any = None
+    _encoder: Any = None
+    llm_counts: dict[str, int] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return Path(self.config.run.cache_dir) if self.config.run.cache_dir else None
+
+    def client(self):
+        """The LLM client, loaded once per run (the embedded GGUF takes seconds to load)."""
+        if self._client is None:
+            from gradir.llm import LLMClient, load_backend
+
+            llm = self.config.llm
+            backend = load_backend(
+                llm.backend, api_key_env=llm.api_key_env, concurrency=llm.concurrency,
+                timeout=llm.timeout, max_retries=llm.max_retries,
+            )
+            cache: Path | None | bool = (self.cache_dir if self.config.run.cache_dir else None) if llm.cache else False
+            self._client = LLMClient(backend, cache_dir=cache)
+        return self._client
+
+    def encoder(self):
+        if self._encoder is None:
+            from gradir.encoding import Encoder
+
+            self._encoder = Encoder(
+                self.config.model.base or None, cache_dir=self.cache_dir, batch_size=self.config.model.batch_size
+            )
+        return self._encoder
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], retries_before: int) -> dict[str, Any]:
+    """The LLM calls a stage made: new calls, answers from the cache, failures by reason, retries."""
+    counts = ctx.client().counts
+    calls, hits, failed, failures = before
+    return {
+        "llm_calls": counts.llm_calls - calls,
+        "cache_hits": counts.cache_hits - hits,
+        "failed": counts.failed - failed,
+        "failures": {k: v - failures.get(k, 0) for k, v in counts.failures.items() if v - failures.get(k, 0)},
+        "retries": getattr(ctx.client().backend, "retries", 0) - retries_before,
+        "model": ctx.client().model_id,
+    }
+
+
+def _llm_snapshot(ctx: Context) -> tuple[tuple[int, int, int, dict[str, int]], int]:
+    counts = ctx.client().counts
+    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), getattr(ctx.client().backend, "retries", 0)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    from gradir.tables import write_table
+
+    write_table(path, rows)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+# --- stages ------------------------------------------------------------------------
+
+def sample_passages(ctx: Context) -> dict[str, Any]:
+    """Sample the passages queries are written for (seeded; documents too short to ask about are left out)."""
+    documents = ctx.collection.documents
+    eligible = [did for did, doc in documents.items() if len(doc.full_text.split()) >= 8]
+    wanted = min(ctx.config.generate.passages, len(eligible))
+    chosen = random.Random(ctx.config.run.seed).sample(eligible, wanted)
+    _write_rows(ctx.path(PASSAGES), [{"doc_id": did} for did in chosen])
+    return {"written": len(chosen), "corpus": len(documents), "eligible": len(eligible)}
+
+
+def generate_queries(ctx: Context) -> dict[str, Any]:
+    from gradir.synth import generate_queries as generate
+    from gradir.synth.records import as_rows
+
+    settings = ctx.config.generate
+    passage_ids = [row["doc_id"] for row in _read_jsonl(ctx.path(PASSAGES))]
+    before, retries = _llm_snapshot(ctx)
+    queries, rejected, failures, unfilled = [], Counter(), Counter(), 0
+    for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
+        result = generate(
+            {did: ctx.collection.documents[did] for did in ids}, ctx.client(), types=types,
+            per_doc=settings.per_passage, max_docs=None, examples_path=settings.examples or None,
+            seed=ctx.config.run.seed, attempts=settings.attempts,
+        )
+        queries += result.queries
+        rejected.update(result.rejected)
+        failures.update(result.failures)
+        unfilled += result.unfilled
+    _write_rows(ctx.path(QUERIES), as_rows(queries))
+    return {
+        "written": len(queries), "passages": len(passage_ids), "by_type": dict(Counter(q.type for q in queries)),
+        "rejected": dict(rejected), "answer_failures": dict(failures), "unfilled": unfilled,
+        **_llm_summary(ctx, before, retries),
+    }
+
+
+def _types_of_passages(passage_ids: list[str], types: list[str], per_passage: int) -> dict[tuple[str, ...], list[str]]:
+    """Group passages by the query types they get: all types, or ``per_passage`` of them in rotation."""
+    if per_passage == 0 or per_passage >= len(types):
+        return {tuple(types): passage_ids}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for k, did in enumerate(passage_ids):
+        chosen = tuple(types[(k * per_passage + j) % len(types)] for j in range(per_passage))
+        groups.setdefault(chosen, []).append(did)
+    return groups
+
+
+def filter_queries(ctx: Context) -> dict[str, Any]:
+    from gradir.synth import round_trip_filter
+    from gradir.synth.records import as_rows, read_synthetic_queries
+
+    settings = ctx.config.filter
+    queries = read_synthetic_queries(ctx.path(QUERIES))
+    if not settings.enabled:
+        _write_rows(ctx.path(KEPT), as_rows(queries))
+        return {"written": len(queries), "read": len(queries), "enabled": False}
+    encoder = ctx.encoder() if settings.retriever != "bm25" else None
+    result = round_trip_filter(queries, ctx.collection.documents, top_k=settings.top_k,
+                               retriever=settings.retriever, encoder=encoder)
+    if not result.kept:
+        raise GradirError(f"the round-trip filter kept none of {len(queries)} queries (try a larger filter.top_k)")
+    _write_rows(ctx.path(KEPT), as_rows(result.kept))
+    return {
+        "written": len(result.kept), "read": len(queries), "enabled": True,
+        "kept_fraction": round(len(result.kept) / len(queries), 4),
+        "kept_fraction_by_type": {t: round(v, 4) for t, v in result.kept_fraction().items()},
+    }
+
+
+def generate_documents(ctx: Context) -> dict[str, Any]:
+    settings = ctx.config.documents
+    if not settings.enabled:
+        _write_rows(ctx.path(DOCUMENTS), [])
+        return {"written": 0, "enabled": False}
+    from gradir.synth import generate_documents as generate
+    from gradir.synth.records import as_rows, read_synthetic_queries
+
+    queries = read_synthetic_queries(ctx.path(KEPT))
+    before, retries = _llm_snapshot(ctx)
+    result = generate(queries, ctx.client(), levels=tuple(settings.levels), domain=settings.domain, seed=ctx.config.run.seed)
+    _write_rows(ctx.path(DOCUMENTS), as_rows(result.documents))
+    return {"written": len(result.documents), "enabled": True, "rejected": dict(result.rejected),
+            "answer_failures": dict(result.failures), **_llm_summary(ctx, before, retries)}
+
+
+def mine(ctx: Context) -> dict[str, Any]:
+    from gradir.mining import mine_candidates
+    from gradir.synth.records import read_synthetic_queries
+
+    settings = ctx.config.mine
+    queries = read_synthetic_queries(ctx.path(KEPT))
+    candidates = mine_candidates(
+        {q.query_id: Query(q.query_id, q.text) for q in queries},
+        {q.query_id: q.source_doc_id for q in queries},
+        ctx.collection.documents, retriever=settings.retriever, top_k=settings.top_k, skip_top=settings.skip_top,
+        encoder=ctx.encoder() if settings.retriever != "bm25" else None,
+    )
+    _write_rows(ctx.path(PAIRS), [asdict(c) for c in candidates])
+    return {"written": len(candidates), "queries": len(queries)}
+
+
+def synthetic_documents(ctx: Context) -> dict[str, Document]:
+    """Documents written by the LLM (levels, balancing): not in the corpus, but in the judgments."""
+    documents: dict[str, Document] = {}
+    for name in (DOCUMENTS, BALANCE_DOCUMENTS):
+        if ctx.path(name).is_file():
+            for row in _read_jsonl(ctx.path(name)):
+                documents[row["doc_id"]] = Document(row["doc_id"], row["text"])
+    return documents
+
+
+def grade(ctx: Context) -> dict[str, Any]:
+    from gradir.grading.grade import Pair, grade_histogram, grade_pairs
+    from gradir.grading.level import grade_by_level
+    from gradir.judgments import write_judgments
+    from gradir.synth.records import read_synthetic_documents
+
+    settings = ctx.config.grade
+    written = read_synthetic_documents(ctx.path(DOCUMENTS)) if ctx.config.documents.enabled else []
+    if settings.grader == "level":
+        judgments = grade_by_level(written)
+        write_judgments(ctx.path(JUDGMENTS), judgments)
+        ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
+        return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
+    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in _read_jsonl(ctx.path(PAIRS))]
+    pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
+    documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
+    client = ctx.client() if settings.grader == "llm" else None
+    before, retries = _llm_snapshot(ctx) if client else ((0, 0, 0, {}), 0)
+    result = grade_pairs(pairs, documents, settings.grader, client=client,
+                         cross_encoder=settings.cross_encoder or None, samples=settings.samples)
+    judgments = _with_source_floor(result.judgments, pairs, settings.source_floor)
+    summary: dict[str, Any] = {
+        "grader": settings.grader, "pairs": len(pairs), "histogram": result.histogram(),
+        "mined_negatives": result.mined_negatives, "relabelled_negatives": result.relabelled_negatives,
+        "grade_failures": dict(result.failures),
+    }
+    if settings.balance:
+        from gradir.grading.balance import balance_grades
+
+        balanced = balance_grades(judgments, ctx.client(), budget=settings.budget, seed=ctx.config.run.seed)
+        judgments += balanced.added
+        _write_rows(ctx.path(BALANCE_DOCUMENTS), [asdict(d) for d in balanced.documents])
+        summary["balance"] = {"generations": balanced.generations, "added": len(balanced.added),
+                              "before": balanced.before, "after": balanced.after}
+    else:
+        ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
+    if not judgments:
+        raise GradirError("grading produced no judgments (every pair failed); see the failures in the log")
+    write_judgments(ctx.path(JUDGMENTS), judgments)
+    summary.update(written=len(judgments), final_histogram=grade_histogram(judgments))
+    if client is not None:
+        summary.update(_llm_summary(ctx, before, retries))
+    return summary
+
+
+def _with_source_floor(judgments: list, pairs: list, floor: int) -> list:
+    """Raise the grade of each query's source passage to ``floor`` (it is the passage the query was written for)."""
+    from dataclasses import replace
+
+    sources = {(p.query_id, p.doc_id) for p in pairs if p.is_source}
+    return [
+        replace(j, grade=max(j.grade, floor), p_relevant=max(j.p_relevant, floor / 3))
+        if (j.query_id, j.doc_id) in sources and j.grade < floor else j
+        for j in judgments
+    ]
+
+
+def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
+    """Train in this process, or under ``train.launcher`` (torchrun, accelerate launch) as a child."""
+    from gradir.training import TrainSettings, train
+
+    settings = ctx.config.train
+    if settings.launcher:
+        return _launch_training(ctx, resume)
+    result = train(
+        ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL),
+        model=ctx.config.model.base or None,
+        settings=TrainSettings(
+            epochs=settings.epochs, max_steps=settings.max_steps, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, list_size=settings.list_size, threshold=settings.threshold,
+            seed=ctx.config.run.seed, mini_batch_size=settings.mini_batch_size or None,
+            save_steps=settings.save_steps, max_seq_length=settings.max_seq_length or None,
+        ),
+        resume=resume, extra_documents=synthetic_documents(ctx),
+    )
+    summary = result.summary()
+    summary.pop("settings", None)
+    return summary
+
+
+def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
+    settings = ctx.config.train
+    extra = synthetic_documents(ctx)
+    arguments = [
+        "-m", "gradir", "train", "--judgments", str(ctx.path(JUDGMENTS)), "--collection", str(ctx.collection.root),
+        "--loss", settings.loss, "--out", str(ctx.path(MODEL)), "--epochs", str(settings.epochs),
+        "--max-steps", str(settings.max_steps), "--batch-size", str(settings.batch_size),
+        "--lr", str(settings.learning_rate), "--list-size", str(settings.list_size),
+        "--threshold", str(settings.threshold), "--seed", str(ctx.config.run.seed),
+        "--save-steps", str(settings.save_steps), "--json",
+    ]
+    if extra:
+        arguments += ["--documents", str(_extra_documents_file(ctx, extra))]
+    if ctx.config.model.base:
+        arguments += ["--model", ctx.config.model.base]
+    if settings.mini_batch_size:
+        arguments += ["--mini-batch-size", str(settings.mini_batch_size)]
+    if settings.max_seq_length:
+        arguments += ["--max-seq-length", str(settings.max_seq_length)]
+    if resume:
+        arguments.append("--resume")
+    command = [*shlex.split(settings.launcher), *arguments]
+    if command[0] in ("python", "python3"):
+        command[0] = sys.executable
+    elif (beside := Path(sys.executable).parent / command[0]).is_file():
+        command[0] = str(beside)  # torchrun / accelerate of this environment, even when it is not on PATH
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if completed.returncode != 0:
+        raise GradirError(f"training under '{settings.launcher}' failed with exit code {completed.returncode}")
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else {}
+    summary.pop("settings", None)
+    summary["launcher"] = settings.launcher
+    return summary
+
+
+def _extra_documents_file(ctx: Context, extra: dict[str, Document]) -> Path:
+    path = ctx.path("train.documents.jsonl")
+    _write_rows(path, [{"_id": d.doc_id, "text": d.text} for d in extra.values()])
+    return path
+
+
+def evaluate_models(ctx: Context) -> dict[str, Any]:
+    from gradir.encoding import Encoder
+    from gradir.evaluation import evaluate
+    from gradir.evaluation.compare import compare_per_query
+
+    settings = ctx.config.eval
+    results = {}
+    for name, model in (("base", ctx.config.model.base or None), ("tuned", ctx.path(MODEL))):
+        encoder = Encoder(model, cache_dir=ctx.cache_dir, batch_size=ctx.config.model.batch_size)
+        result = evaluate(ctx.collection, split=settings.split, retriever=settings.retriever,
+                          encoder=encoder, top_k=settings.top_k)
+        result.save(ctx.path(f"{EVAL}/{name}"))
+        results[name] = result
+    tests = {
+        metric: compare_per_query(results["base"].per_query, results["tuned"].per_query, metric).as_dict()
+        for metric in ("ndcg@10", "recall@100")
+    }
+    summary = {
+        "split": settings.split,
+        "base": results["base"].summary(),
+        "tuned": results["tuned"].summary(),
+        "paired_tests": tests,
+    }
+    write_text_atomic(ctx.path(COMPARISON), json.dumps(summary, indent=2) + "\n")
+    return {"ndcg@10": {"base": results["base"].metrics["ndcg@10"], "tuned": results["tuned"].metrics["ndcg@10"]},
+            "recall@100": {"base": results["base"].metrics["recall@100"], "tuned": results["tuned"].metrics["recall@100"]},
+            "p_ndcg@10": tests["ndcg@10"]["p_randomization"], "queries": results["base"].queries}
+
+
+def write_report(ctx: Context) -> dict[str, Any]:
+    from gradir.pipeline.report import write_reports
+
+    return write_reports(ctx.root, ctx.collection, ctx.config)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[..., dict[str, Any]]
+    inputs: tuple[str, ...]
+    settings: Callable[[PipelineConfig], dict[str, Any]]
+    outputs: tuple[str, ...]
+    uses_model: bool = False
+    resumable: bool = False  # run(ctx, resume) continues a half-done stage from its checkpoints
+    description: str = ""
+
+
+def _llm_settings(config: PipelineConfig) -> dict[str, Any]:
+    return {"backend": config.llm.backend}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("sample", sample_passages, (), lambda c: {"passages": c.generate.passages, "seed": c.run.seed},
+          (PASSAGES,), description="sampling passages"),
+    Stage("generate", generate_queries, ("sample",),
+          lambda c: {**c.generate.model_dump(exclude={"passages"}), **_llm_settings(c), "seed": c.run.seed},
+          (QUERIES,), description="generating queries with the LLM"),
+    Stage("filter", filter_queries, ("generate",), lambda c: c.filter.model_dump(), (KEPT,), uses_model=True,
+          description="round-trip filtering the queries"),
+    Stage("documents", generate_documents, ("filter",),
+          lambda c: {**c.documents.model_dump(), **(_llm_settings(c) if c.documents.enabled else {}), "seed": c.run.seed},
+          (DOCUMENTS,), description="writing documents at relevance levels"),
+    Stage("mine", mine, ("filter",), lambda c: c.mine.model_dump(), (PAIRS,), uses_model=True,
+          description="mining candidate documents"),
+    Stage("grade", grade, ("mine", "documents"),
+          lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader == "llm" else {}), "seed": c.run.seed},
+          (JUDGMENTS,), description="grading the pairs 0-3"),
+    Stage("train", train_model, ("grade",),
+          lambda c: {**c.train.model_dump(exclude={"launcher", "save_steps"}), "seed": c.run.seed},
+          (f"{MODEL}/training.json",), uses_model=True, resumable=True, description="fine-tuning the embedding model"),
+    Stage("evaluate", evaluate_models, ("train",), lambda c: c.eval.model_dump(), (COMPARISON,), uses_model=True,
+          description="evaluating the base and tuned models"),
+    Stage("report", write_report, ("sample", "generate", "filter", "documents", "mine", "grade", "train", "evaluate"),
+          lambda c: {}, ("report.md", "report.html"), description="writing report.md and report.html"),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)

@@ -1,0 +1,166 @@
+"""`gradir run` end to end on a real slice of SciFact with the embedded LLM and model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, small_pipeline_config
+
+from gradir.pipeline import STAGE_NAMES, load_config, render_config
+from gradir.pipeline.config import PipelineConfig
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, scifact_slice: Path) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("pipeline")
+    config = small_pipeline_config(root / "gradir.toml", scifact_slice, root / "cache")
+    result = run_cli("run", config, "--out", root / "run", "--json")
+    assert result.returncode == 0, result.stderr
+    return root, config, json.loads(result.stdout)
+
+
+def _copy_run(root: Path, name: str) -> Path:
+    target = root / name
+    shutil.copytree(root / "run", target)
+    return target
+
+
+def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Path) -> None:
+    root, _, summary = finished_run
+    stages = summary["stages"]
+    assert list(stages) == list(STAGE_NAMES)
+    assert all(stage["status"] == "ran" for stage in stages.values())
+    run = root / "run"
+    generated = [json.loads(line) for line in (run / "queries.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (run / "queries.kept.jsonl").read_text().splitlines()]
+    judgments = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (run / "pairs.jsonl").read_text().splitlines()]
+    assert stages["generate"]["summary"]["written"] == len(generated) > 0
+    assert {q["query_id"] for q in kept} <= {q["query_id"] for q in generated}
+    assert {(j["query_id"], j["doc_id"]) for j in judgments} == {(p["query_id"], p["doc_id"]) for p in pairs}
+    # The source passage is graded at least grade.source_floor (3 by default).
+    assert all(j["grade"] == 3 for j in judgments if any(p["is_source"] and p["doc_id"] == j["doc_id"] and p["query_id"] == j["query_id"] for p in pairs))
+    assert stages["grade"]["summary"]["llm_calls"] + stages["grade"]["summary"]["cache_hits"] == len(pairs)
+    assert stages["train"]["summary"]["steps"] == 4
+    # The base figure is the one `gradir eval` gives on the same collection.
+    evaluated = run_cli("eval", "--collection", scifact_slice, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert stages["evaluate"]["summary"]["ndcg@10"]["base"] == pytest.approx(json.loads(evaluated.stdout)["ndcg@10"], abs=1e-6)
+    comparison = json.loads((run / "eval" / "comparison.json").read_text())
+    assert comparison["tuned"]["ndcg@10"] == pytest.approx(stages["evaluate"]["summary"]["ndcg@10"]["tuned"], abs=1e-6)
+    assert (run / "model" / "model.safetensors").is_file()
+    report = (run / "report.md").read_text()
+    for heading in ("Base against tuned", "Per-query wins and losses", "Grades", "Training", "Query types",
+                    "LLM calls and failures", "Sample of generated queries"):
+        assert f"## {heading}" in report
+    log = (run / "log.txt").read_text()
+    assert all(f"{name}: done" in log for name in STAGE_NAMES)
+
+
+def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report(finished_run, tmp_path: Path) -> None:
+    root, config, _ = finished_run
+    run = _copy_run(root, "rerun")
+    again = run_cli("run", config, "--out", run, "--json")
+    assert again.returncode == 0, again.stderr
+    assert {s["status"] for s in json.loads(again.stdout)["stages"].values()} == {"skipped"}
+
+    changed = Path(str(config).replace(".toml", ".listwise.toml"))
+    changed.write_text(config.read_text().replace('loss = "bixse"', 'loss = "listwise_kl"'))
+    status = run_cli("status", run, "--config", changed, "--json")
+    assert status.returncode == 0, status.stderr
+    states = {s["name"]: s["status"] for s in json.loads(status.stdout)["stages"]}
+    assert states == {**{n: "done" for n in STAGE_NAMES}, "train": "stale", "evaluate": "stale", "report": "stale"}
+
+    rerun = run_cli("run", changed, "--out", run, "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    ran = {name for name, s in json.loads(rerun.stdout)["stages"].items() if s["status"] == "ran"}
+    assert ran == {"train", "evaluate", "report"}
+    assert json.loads((run / "model" / "training.json").read_text())["loss"] == "listwise_kl"
+
+
+def test_status_of_a_finished_run(finished_run) -> None:
+    root, _, _ = finished_run
+    status = run_cli("status", root / "run", "--json")
+    assert status.returncode == 0, status.stderr
+    stages = json.loads(status.stdout)["stages"]
+    assert [s["status"] for s in stages] == ["done"] * len(STAGE_NAMES)
+    assert all(s["seconds"] is not None for s in stages)
+    table = run_cli("status", root / "run")
+    assert "grade" in table.stdout and "done" in table.stdout
+
+
+def test_report_renders_in_headless_chromium(finished_run, tmp_path: Path) -> None:
+    root, _, _ = finished_run
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed for this test (make setup / .ci/run install it)"
+    page = (root / "run" / "report.html").resolve().as_uri()
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-broken-images="0"' in body
+    assert int(re.search(r'data-images="(\d+)"', body).group(1)) == 3  # per-query, grades, training loss
+    for section in ("metrics", "per-query", "grades", "training", "query-types", "llm", "samples"):
+        assert f'id="{section}"' in dom.stdout
+    assert dom.stdout.count("<details") >= 1
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run([*flags, "--window-size=1200,3000", f"--screenshot={screenshot}", page],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_python_api_mirrors_the_cli(finished_run, scifact_slice: Path) -> None:
+    import gradir
+
+    root, config, summary = finished_run
+    run = _copy_run(root, "api")
+    sections = load_config(config).model_dump()
+    result = gradir.run(sections, out=run)
+    stages = result.summary()["stages"]
+    assert {s["status"] for s in stages.values()} == {"skipped"}
+    assert stages["evaluate"]["summary"] == summary["stages"]["evaluate"]["summary"]
+
+
+def test_init_writes_every_setting_with_its_default(tmp_path: Path, scifact_slice: Path) -> None:
+    path = tmp_path / "configs" / "gradir.toml"
+    path.parent.mkdir()
+    result = run_cli("init", path, "--collection", scifact_slice)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    loaded = load_config(path)
+    assert Path(loaded.run.collection) == scifact_slice.resolve()
+    defaults = PipelineConfig()
+    assert loaded.model_dump(exclude={"run"}) == defaults.model_dump(exclude={"run"})
+    for name, section in PipelineConfig.model_fields.items():
+        assert f"[{name}]" in text
+        for key in type(getattr(defaults, name)).model_fields:
+            assert re.search(rf"^{key} = .*  # ", text, re.MULTILINE), key
+    again = run_cli("init", path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert render_config(loaded).count("[") >= len(PipelineConfig.model_fields)
+
+
+def test_training_under_torchrun_with_two_processes(finished_run) -> None:
+    """train.launcher runs the train stage as `torchrun -m gradir train` (2 CPU processes, gloo)."""
+    root, config, _ = finished_run
+    run = _copy_run(root, "torchrun")
+    launched = Path(str(config).replace(".toml", ".torchrun.toml"))
+    launched.write_text(config.read_text().replace("max_steps = 4", 'max_steps = 2\nlauncher = "torchrun --nproc_per_node=2"'))
+    result = run_cli("run", launched, "--out", run, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = json.loads(result.stdout)["stages"]
+    assert {n for n, s in stages.items() if s["status"] == "ran"} == {"train", "evaluate", "report"}
+    assert stages["train"]["summary"]["launcher"] == "torchrun --nproc_per_node=2"
+    assert stages["train"]["summary"]["steps"] == 2
+    assert json.loads((run / "model" / "training.json").read_text())["steps"] == 2
+    assert not (run / "model" / ".staging").exists()
