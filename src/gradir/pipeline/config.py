@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gradir.errors import GradirError
 
@@ -132,14 +132,6 @@ class TrainSection(Section):
     save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")
     launcher: str = Field("", description="empty: train in this process; or e.g. \"torchrun --nproc_per_node=2\"")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainSection:
-        if self.loss == "margin_mse" and self.list_size < 2:
-            raise ValueError("list_size must be at least 2 for margin_mse")
-        if self.mini_batch_size > self.batch_size:
-            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) is larger than batch_size ({self.batch_size})")
-        return self
-
 
 class EvalSection(Section):
     """Base against tuned on the collection's judged split."""
@@ -162,22 +154,35 @@ class PipelineConfig(Section):
     grade: GradeSection = GradeSection()
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+    _source: str = PrivateAttr("config")
+    _text: str | None = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _stages_fit(self) -> PipelineConfig:
+    def where(self, *path: str) -> str:
+        """``file:line`` of a key of the file this config was read from (for error messages)."""
+        line = _key_line(self._text, path) if self._text is not None else None
+        return f"{self._source}:{line}" if line else self._source
+
+    def inconsistencies(self) -> list[tuple[tuple[str, ...], str]]:
+        """Settings that are each valid but impossible together: (key path, what is wrong)."""
+        problems = []
         if self.grade.grader == "level" and not self.documents.enabled:
-            raise ValueError("grade.grader = \"level\" needs documents.enabled = true")
+            problems.append((("grade", "grader"), 'grader "level" needs documents.enabled = true'))
         if self.grade.grader == "cross-encoder" and not self.grade.cross_encoder:
-            raise ValueError("grade.grader = \"cross-encoder\" needs grade.cross_encoder (a local folder)")
+            problems.append((("grade", "grader"), 'grader "cross-encoder" needs grade.cross_encoder (a local folder)'))
         if self.grade.balance and self.grade.grader != "llm":
-            raise ValueError("grade.balance needs grade.grader = \"llm\"")
+            problems.append((("grade", "balance"), 'balancing needs grade.grader = "llm"'))
         if self.mine.skip_top >= self.mine.top_k:
-            raise ValueError(f"mine.skip_top ({self.mine.skip_top}) leaves no candidate of mine.top_k ({self.mine.top_k})")
-        return self
+            problems.append((("mine", "skip_top"), f"{self.mine.skip_top} leaves no candidate of mine.top_k = {self.mine.top_k}"))
+        if self.train.loss == "margin_mse" and self.train.list_size < 2:
+            problems.append((("train", "list_size"), "must be at least 2 for margin_mse (a positive and a negative)"))
+        if self.train.mini_batch_size > self.train.batch_size:
+            problems.append((("train", "mini_batch_size"),
+                             f"{self.train.mini_batch_size} is larger than train.batch_size = {self.train.batch_size}"))
+        return problems
 
     def collection_path(self) -> Path:
         if not self.run.collection:
-            raise ConfigError("no collection: set run.collection in the config or pass --collection")
+            raise ConfigError(f"{self.where('run')}: run.collection: no collection given (set it, or pass --collection)")
         return Path(self.run.collection)
 
 
@@ -230,18 +235,26 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Pipeli
 
 def validate_config(raw: dict[str, Any], source: str = "config", text: str | None = None) -> PipelineConfig:
     """Validate parsed sections; with the TOML ``text``, errors name the line of each bad key."""
+
+    def where(location: tuple[str, ...]) -> str:
+        line = _key_line(text, location) if location and text is not None else None
+        return f"{source}:{line}" if line else source
+
     try:
-        return PipelineConfig.model_validate(raw)
+        config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             location = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
             key = ".".join(location) or "(top level)"
-            line = _key_line(text, location) if location and text is not None else None
-            where = f"{source}:{line}" if line else source
             value = "" if error["type"] in ("extra_forbidden", "missing") or not location else f" (got {error['input']!r})"
-            problems.append(f"{where}: {key}: {_describe(error)}{value}")
+            problems.append(f"{where(location)}: {key}: {_describe(error)}{value}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+    problems = [f"{where(location)}: {'.'.join(location)}: {message}" for location, message in config.inconsistencies()]
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    config._source, config._text = source, text
+    return config
 
 
 def _resolved(config: PipelineConfig, base_dir: Path) -> PipelineConfig:

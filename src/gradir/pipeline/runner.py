@@ -136,13 +136,24 @@ def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collec
     """Validate everything a run needs before it writes anything."""
     if not isinstance(config, PipelineConfig):
         config = load_config(config)
-    collection = load_collection(config.collection_path())
-    resolve_model_path(config.model.base or None)
-    collection.qrels(config.eval.split)  # the evaluation split must exist
+    path = config.collection_path()
+    if not path.exists():
+        raise GradirError(f"{config.where('run', 'collection')}: run.collection: {path}: no such folder or file")
+    collection = load_collection(path)
+    if config.model.base and not Path(config.model.base).is_dir():
+        raise GradirError(f"{config.where('model', 'base')}: model.base: {config.model.base}: no such model folder")
+    if config.eval.split not in collection.splits():
+        raise GradirError(
+            f"{config.where('eval', 'split')}: eval.split: {collection.root} has no qrels for '{config.eval.split}' "
+            f"(available: {', '.join(collection.splits()) or 'none'})"
+        )
+    collection.qrels(config.eval.split)
     if not collection.split_queries(config.eval.split):
         raise GradirError(f"{collection.root}: split '{config.eval.split}' has no judged queries to evaluate on")
     if config.generate.examples and not Path(config.generate.examples).is_file():
-        raise GradirError(f"generate.examples: {config.generate.examples}: no such file")
+        raise GradirError(f"{config.where('generate', 'examples')}: generate.examples: {config.generate.examples}: no such file")
+    if config.grade.cross_encoder and not Path(config.grade.cross_encoder).is_dir():
+        raise GradirError(f"{config.where('grade', 'cross_encoder')}: grade.cross_encoder: {config.grade.cross_encoder}: no such folder")
     return config, collection
 
 
