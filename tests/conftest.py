@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from gradir.llm.llamacpp_backend import default_gguf_path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -96,3 +101,51 @@ def small_pipeline_config(path: Path, collection: Path, cache: Path, loss: str =
     """A pipeline config sized for tests: 4 passages, 2 query types, 4 training steps."""
     path.write_text(SMALL_PIPELINE.format(collection=collection, cache=cache, loss=loss) + extra, encoding="utf-8")
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """A real llama.cpp OpenAI-compatible server on 127.0.0.1, stopped after the tests."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                pytest.fail("the llama.cpp server exited at start")
+            time.sleep(0.5)
+        else:
+            pytest.fail("the llama.cpp server did not start within 120 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, scifact_slice: Path) -> tuple[Path, Path, dict]:
+    """One uninterrupted small pipeline run (its own cache): the reference other tests compare with."""
+    import json
+
+    root = tmp_path_factory.mktemp("pipeline")
+    config = small_pipeline_config(root / "gradir.toml", scifact_slice, root / "cache")
+    result = run_cli("run", config, "--out", root / "run", "--json")
+    assert result.returncode == 0, result.stderr
+    return root, config, json.loads(result.stdout)

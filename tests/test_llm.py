@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from conftest import free_port
 from gradir.errors import GradirError
 from gradir.llm import LLMClient, SamplingSettings, load_backend
 from gradir.llm.llamacpp_backend import default_gguf_path
@@ -24,41 +20,6 @@ def llamacpp():
     backend = load_backend("llamacpp")
     yield backend
     backend.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def llama_server():
-    """A real llama.cpp OpenAI-compatible server on 127.0.0.1, stopped after the tests."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                pytest.fail("the llama.cpp server exited at start")
-            time.sleep(0.5)
-        else:
-            pytest.fail("the llama.cpp server did not start within 120 s")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_in_process_generation_is_seeded(llamacpp) -> None:

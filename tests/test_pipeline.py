@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, small_pipeline_config
+from conftest import run_cli
 
 from gradir.pipeline import STAGE_NAMES, load_config, render_config
 from gradir.pipeline.config import PipelineConfig
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, scifact_slice: Path) -> tuple[Path, Path, dict]:
-    root = tmp_path_factory.mktemp("pipeline")
-    config = small_pipeline_config(root / "gradir.toml", scifact_slice, root / "cache")
-    result = run_cli("run", config, "--out", root / "run", "--json")
-    assert result.returncode == 0, result.stderr
-    return root, config, json.loads(result.stdout)
 
 
 def _copy_run(root: Path, name: str) -> Path:

@@ -272,15 +272,29 @@ def grade(ctx: Context) -> dict[str, Any]:
 
 
 def _with_source_floor(judgments: list, pairs: list, floor: int) -> list:
-    """Raise the grade of each query's source passage to ``floor`` (it is the passage the query was written for)."""
+    """Raise the grade of each query's source passage to ``floor`` (it is the passage the query was written for).
+
+    A source passage whose grading failed (the LLM gave no answer) gets the floor itself,
+    which is what any answer below the floor would have become.
+    """
     from dataclasses import replace
 
-    sources = {(p.query_id, p.doc_id) for p in pairs if p.is_source}
-    return [
+    from gradir.judgments import Judgment
+
+    if floor <= 0:
+        return list(judgments)
+    sources = {(p.query_id, p.doc_id): p for p in pairs if p.is_source}
+    floored = [
         replace(j, grade=max(j.grade, floor), p_relevant=max(j.p_relevant, floor / 3))
         if (j.query_id, j.doc_id) in sources and j.grade < floor else j
         for j in judgments
     ]
+    graded = {(j.query_id, j.doc_id) for j in judgments}
+    floored += [
+        Judgment(p.query_id, p.query_text, p.doc_id, floor, floor / 3, "source-floor", float(floor))
+        for key, p in sources.items() if key not in graded
+    ]
+    return floored
 
 
 def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
