@@ -15,6 +15,9 @@ from conftest import run_cli
 from gradir.pipeline import STAGE_NAMES, load_config, render_config
 from gradir.pipeline.config import PipelineConfig
 
+# The first test here may make the shared reference run (several minutes on 2 busy cores).
+pytestmark = pytest.mark.timeout(1500)
+
 
 def _copy_run(root: Path, name: str) -> Path:
     target = root / name

@@ -103,10 +103,15 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     first = run_cli(*common, "--max-steps", "2")
     assert first.returncode == 0, first.stderr
     assert (out / ".checkpoints" / "checkpoint-2").is_dir()
+    # A checkpoint cut short by a crash while saving (no trainer_state.json) is not resumed from.
+    torn = out / ".checkpoints" / "checkpoint-3"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes((out / ".checkpoints" / "checkpoint-2" / "model.safetensors").read_bytes()[:1000])
     resumed = run_cli(*common, "--max-steps", "4", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["steps"] == 4 and summary["resumed_from_step"] == 2
+    assert not torn.exists()
 
     # An uninterrupted run of 4 steps with the same seed ends with nearly the same weights
     # (the first run planned its learning-rate schedule for 2 steps, not 4).

@@ -98,8 +98,16 @@ class TrainResult:
 
 
 def _last_checkpoint(directory: Path) -> str | None:
+    """The newest *complete* checkpoint: the trainer writes ``trainer_state.json`` last, so a
+    folder without it was cut short (a crash while saving) and is removed, not resumed from."""
     checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    complete = []
+    for checkpoint in checkpoints:
+        if (checkpoint / "trainer_state.json").is_file():
+            complete.append(checkpoint)
+        else:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return str(complete[-1]) if complete else None
 
 
 def _progress_callback():
