@@ -38,6 +38,13 @@ def _emit(result: dict, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result) + "\n")
 
 
+def _check_retriever(retriever: str) -> None:
+    from gradir.retrieval.search import RETRIEVERS
+
+    if retriever not in RETRIEVERS:
+        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+
+
 def _report_skipped(summary: dict[str, int]) -> None:
     if summary:
         parts = ", ".join(f"{count} {kind}" for kind, count in sorted(summary.items()))
@@ -63,10 +70,8 @@ def eval_command(
     from gradir.collections import load_collection
     from gradir.encoding import Encoder
     from gradir.evaluation import evaluate
-    from gradir.retrieval.search import RETRIEVERS
 
-    if retriever not in RETRIEVERS:
-        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    _check_retriever(retriever)
     loaded = load_collection(collection, lenient=lenient)
     encoder = None
     if retriever != "bm25":
@@ -369,13 +374,11 @@ def filter_command(
 
     from gradir.collections import load_collection
     from gradir.encoding import Encoder
-    from gradir.retrieval.search import RETRIEVERS
     from gradir.synth import round_trip_filter
     from gradir.synth.records import as_rows, read_synthetic_queries
     from gradir.tables import write_table
 
-    if retriever not in RETRIEVERS:
-        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    _check_retriever(retriever)
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)
     records = read_synthetic_queries(queries)
@@ -422,12 +425,10 @@ def mine_command(
     from gradir.collections.records import Query
     from gradir.encoding import Encoder
     from gradir.mining import mine_candidates
-    from gradir.retrieval.search import RETRIEVERS
     from gradir.synth.records import read_synthetic_queries
     from gradir.tables import write_table
 
-    if retriever not in RETRIEVERS:
-        raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    _check_retriever(retriever)
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)
     records = read_synthetic_queries(queries)

@@ -26,3 +26,9 @@ def write_table(path: Path | str, rows: Sequence[dict[str, Any]]) -> None:
             pq.write_table(pa.Table.from_pylist(list(rows)), tmp)
     else:
         raise GradirError(f"{path}: unsupported output type '{suffix}' (use .parquet or .jsonl)")
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """Read back a JSONL table gradir wrote itself (a run directory's files), one dict a line."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -23,16 +23,10 @@ from gradir.evaluation.metrics import METRICS
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.rundir import RunDirectory
 from gradir.pipeline.stages import COMPARISON, JUDGMENTS, KEPT, MODEL, QUERIES
+from gradir.tables import read_jsonl
 
 SAMPLE_QUERIES = 40
 SECTIONS = ("metrics", "per-query", "grades", "training", "query-types", "llm", "samples")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _per_query(path: Path) -> dict[str, float]:
@@ -94,8 +88,8 @@ def loss_plot(log: list[dict]) -> str:
 
 
 def _query_types(run: Path, judgments: list[dict], threshold: int) -> list[dict[str, Any]]:
-    generated = Counter(q["type"] for q in _read_jsonl(run / QUERIES))
-    kept_rows = _read_jsonl(run / KEPT)
+    generated = Counter(q["type"] for q in read_jsonl(run / QUERIES))
+    kept_rows = read_jsonl(run / KEPT)
     kept = Counter(q["type"] for q in kept_rows)
     type_of = {q["query_id"]: q["type"] for q in kept_rows}
     positives = Counter(type_of.get(j["query_id"], "?") for j in judgments if j["grade"] >= threshold)
@@ -109,7 +103,7 @@ def _query_types(run: Path, judgments: list[dict], threshold: int) -> list[dict[
 
 
 def _samples(run: Path, collection: Collection, judgments: list[dict], seed: int) -> list[dict[str, Any]]:
-    queries = _read_jsonl(run / KEPT)
+    queries = read_jsonl(run / KEPT)
     chosen = random.Random(seed).sample(queries, min(SAMPLE_QUERIES, len(queries)))
     by_query: dict[str, list[dict]] = defaultdict(list)
     for j in judgments:
@@ -132,11 +126,11 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
     state = RunDirectory(root).state()
     comparison = json.loads((root / COMPARISON).read_text(encoding="utf-8"))
     base, tuned = _per_query(root / "eval/base/per_query.tsv"), _per_query(root / "eval/tuned/per_query.tsv")
-    judgments = _read_jsonl(root / JUDGMENTS)
-    training_log = [e for e in _read_jsonl(root / MODEL / "training_log.jsonl") if "loss" in e]
+    judgments = read_jsonl(root / JUDGMENTS)
+    training_log = [e for e in read_jsonl(root / MODEL / "training_log.jsonl") if "loss" in e]
     training = json.loads((root / MODEL / "training.json").read_text(encoding="utf-8"))
     by_source: dict[str, Counter] = {"source passages": Counter(), "mined candidates": Counter(), "synthetic documents": Counter()}
-    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in _read_jsonl(root / "pairs.jsonl")}
+    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in read_jsonl(root / "pairs.jsonl")}
     for j in judgments:
         key = (j["query_id"], j["doc_id"])
         kind = "synthetic documents" if key not in pairs else "source passages" if pairs[key] else "mined candidates"

@@ -23,6 +23,7 @@ from gradir.collections.loader import Collection
 from gradir.collections.records import Document, Query
 from gradir.errors import GradirError
 from gradir.pipeline.config import PipelineConfig
+from gradir.tables import read_jsonl
 
 PASSAGES = "passages.jsonl"
 QUERIES = "queries.jsonl"
@@ -108,11 +109,6 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     write_table(path, rows)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 # --- stages ------------------------------------------------------------------------
 
 def sample_passages(ctx: Context) -> dict[str, Any]:
@@ -130,7 +126,7 @@ def generate_queries(ctx: Context) -> dict[str, Any]:
     from gradir.synth.records import as_rows
 
     settings = ctx.config.generate
-    passage_ids = [row["doc_id"] for row in _read_jsonl(ctx.path(PASSAGES))]
+    passage_ids = [row["doc_id"] for row in read_jsonl(ctx.path(PASSAGES))]
     before, retries = _llm_snapshot(ctx)
     queries, rejected, failures, unfilled = [], Counter(), Counter(), 0
     for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
@@ -221,7 +217,7 @@ def synthetic_documents(ctx: Context) -> dict[str, Document]:
     documents: dict[str, Document] = {}
     for name in (DOCUMENTS, BALANCE_DOCUMENTS):
         if ctx.path(name).is_file():
-            for row in _read_jsonl(ctx.path(name)):
+            for row in read_jsonl(ctx.path(name)):
                 documents[row["doc_id"]] = Document(row["doc_id"], row["text"])
     return documents
 
@@ -239,7 +235,7 @@ def grade(ctx: Context) -> dict[str, Any]:
         write_judgments(ctx.path(JUDGMENTS), judgments)
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
         return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
-    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in _read_jsonl(ctx.path(PAIRS))]
+    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in read_jsonl(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
     client = ctx.client() if settings.grader == "llm" else None
