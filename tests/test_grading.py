@@ -149,3 +149,20 @@ def test_sampled_fallback_grades_from_answers_first_token(client: LLMClient) -> 
         assert sum(probabilities.values()) == pytest.approx(1.0)
         # Shares of at most 4 valid votes: each is k/n for some n <= 4.
         assert all(any(abs(v * n - round(v * n)) < 1e-9 for n in range(1, 5)) for v in probabilities.values())
+
+
+def test_unverified_grader_takes_mined_candidates_as_negatives_unread(tmp_path: Path) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"query_id": "s1", "text": "vitamin d and bone density", "type": "web", "source_doc_id": "d1"}\n')
+    pairs = tmp_path / "pairs.jsonl"
+    assert run_cli("mine", "--queries", queries, "--collection", TINY, "--out", pairs, "--top-k", "4").returncode == 0
+    out = tmp_path / "judgments.jsonl"
+    result = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--grader", "unverified", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["mined_negatives"] == 3 and summary["relabelled_negatives"] == 0
+    grades = {j.doc_id: (j.grade, j.p_relevant) for j in read_judgments(out)}
+    assert grades.pop("d1") == (3, 1.0)
+    assert len(grades) == 3 and set(grades.values()) == {(0, 0.0)}
+    refused = run_cli("grade", "--against-qrels", "--collection", TINY, "--grader", "unverified")
+    assert refused.returncode == 2 and "not 'unverified'" in refused.stderr and "Traceback" not in refused.stderr

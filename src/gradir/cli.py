@@ -455,7 +455,7 @@ def grade_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Judgments table to write (.parquet or .jsonl).")] = None,
     pairs: Annotated[Optional[Path], typer.Option("--pairs", "-p", help="Pairs from `gradir mine`, or synthetic documents for --grader level.")] = None,
     collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="The collection the pairs' documents come from.")] = None,
-    grader: Annotated[str, typer.Option("--grader", help="llm, cross-encoder or level.")] = "llm",
+    grader: Annotated[str, typer.Option("--grader", help="llm, cross-encoder, level, or unverified (source passage 3, other candidates 0).")] = "llm",
     llm: LLMOpt = "llamacpp",
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Cross-encoder folder (--grader cross-encoder).")] = None,
     samples: Annotated[int, typer.Option("--samples", min=0, help="No logprobs: average K sampled answers instead.")] = 0,
@@ -484,6 +484,8 @@ def grade_command(
     if against_qrels:
         if collection is None:
             raise GradirError("--against-qrels needs --collection")
+        if grader not in ("llm", "cross-encoder"):
+            raise GradirError(f"--against-qrels checks the llm or cross-encoder grader, not '{grader}'")
         summary = _grade_against_qrels(collection, split, sample, grader, llm, model, samples, seed, no_cache,
                                        (api_key_env, concurrency, timeout, max_retries), lenient)
     else:

@@ -5,7 +5,8 @@ the synthetic documents of ``gradir generate documents`` for the ``level`` grade
 Mined candidates other than the source passage are the would-be hard negatives: each is
 graded before use, and those graded relevant (grade ≥ ``relevant_grade``) are counted
 as relabelled instead of being trained on as negatives (CustomIR's LLM-verified
-negatives).
+negatives). The ``unverified`` grader is the baseline that check is measured against: the
+source passage is grade 3 and every other mined candidate a grade-0 negative, unread.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gradir.grading.llm import GRADES, expected_grade, grade_with_llm
 from gradir.judgments import Judgment
 from gradir.llm import LLMClient
 
-GRADERS = ("llm", "cross-encoder", "level")
+GRADERS = ("llm", "cross-encoder", "level", "unverified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,12 @@ def grade_pairs(
         result = Grading([
             Judgment(p.query_id, p.query_text, p.doc_id, int(round(3 * n)), float(n), f"cross-encoder:{Path(cross_encoder).name}", float(r))
             for p, r, n in zip(pairs, raw, normalised)
+        ])
+    elif grader == "unverified":
+        result = Grading([
+            Judgment(p.query_id, p.query_text, p.doc_id, 3 if p.is_source else 0, 1.0 if p.is_source else 0.0,
+                     "unverified", 3.0 if p.is_source else 0.0)
+            for p in pairs
         ])
     else:
         raise GradirError(f"unknown grader '{grader}' (choose from {', '.join(GRADERS)})")

@@ -107,7 +107,9 @@ class MineSection(Section):
 class GradeSection(Section):
     """Graded labels 0-3 for the mined pairs."""
 
-    grader: Literal["llm", "cross-encoder", "level"] = Field("llm", description="llm | cross-encoder | level")
+    grader: Literal["llm", "cross-encoder", "level", "unverified"] = Field(
+        "llm", description="llm | cross-encoder | level | unverified (mined candidates taken as grade 0, unread)"
+    )
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
     source_floor: int = Field(
