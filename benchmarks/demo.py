@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from results_file import append_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,16 +72,14 @@ def main() -> None:
     ]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     print(table)
-    section = (
-        f"\n## make demo (issue 6 main job) ({date.today().isoformat()})\n\n"
-        "Command: `python benchmarks/demo.py` (a fresh clone of HEAD, `make demo` twice, empty caches)  \n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU, Python {platform.python_version()}  \n"
-        "Config: configs/demo-scifact.toml (80 passages, one query each, 4 mined candidates graded by "
-        "SmolLM2-135M, BiXSE two epochs, evaluation on the full SciFact test split).\n\n"
-        f"{table}\n"
+    append_section(
+        "make demo (issue 6 main job)",
+        "python benchmarks/demo.py",
+        "A fresh clone of HEAD, `make demo` twice, empty caches. Config: configs/demo-scifact.toml (80 passages, "
+        "one query each, 4 mined candidates graded by SmolLM2-135M, BiXSE two epochs, evaluation on the full "
+        "SciFact test split).",
+        table,
     )
-    results = ROOT / "benchmarks" / "RESULTS.md"
-    results.write_text(results.read_text(encoding="utf-8") + section, encoding="utf-8")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

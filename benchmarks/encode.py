@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,6 +32,7 @@ from gradir.collections import load_collection  # noqa: E402
 from gradir.encoding import Encoder  # noqa: E402
 from gradir.evaluation import evaluate  # noqa: E402
 from gradir.models import default_model_path  # noqa: E402
+from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -89,7 +88,7 @@ def main() -> None:
     parser.add_argument("--collection", type=Path, default=ROOT.parent / "shared" / "data" / "beir" / "scifact")
     parser.add_argument("--docs", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="Print only; do not append to RESULTS.md.")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
 
     collection = load_collection(args.collection)
@@ -98,7 +97,6 @@ def main() -> None:
     ratios = [g / p for p, g in rounds]
     evaluation = cached_evaluation(args.collection)
 
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     table = "\n".join(
         [
             "| measure | value |",
@@ -115,15 +113,13 @@ def main() -> None:
         ]
     )
     print(table)
-    if not args.no_write:
-        command = f"python benchmarks/encode.py --docs {args.docs} --rounds {args.rounds}"
-        with open(RESULTS, "a", encoding="utf-8") as handle:
-            handle.write(
-                f"\n## Encoding and cached evaluation ({date.today().isoformat()})\n\n"
-                f"Command: `{command}`  \nMachine: {machine}  \n"
-                f"Texts: the first {args.docs} SciFact documents (title + text, max 256 tokens).\n\n{table}\n"
-            )
-
+    if not args.no_record:
+        append_section(
+            "Encoding and cached evaluation",
+            f"python benchmarks/encode.py --docs {args.docs} --rounds {args.rounds}",
+            f"Texts: the first {args.docs} SciFact documents (title + text, max 256 tokens).",
+            table,
+        )
 
 if __name__ == "__main__":
     main()

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,6 +37,7 @@ from gradir.llm import SamplingSettings, load_backend  # noqa: E402
 from gradir.llm.llamacpp_backend import default_gguf_path  # noqa: E402
 from gradir.mining import mine_candidates  # noqa: E402
 from gradir.synth.prompts import builtin_examples, examples_for, query_messages, query_template  # noqa: E402
+from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
@@ -75,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
 
     collection = load_collection(SCIFACT)
@@ -123,16 +122,14 @@ def main() -> None:
         f"| filled embedding cache | {warm:.2f} |",
     ])
     print(table)
-    if not args.no_write:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        command = f"python benchmarks/llm_throughput.py --prompts {args.prompts} --rounds {args.rounds}"
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as handle:
-            handle.write(
-                f"\n## LLM throughput and mining ({date.today().isoformat()})\n\nCommand: `{command}`  \n"
-                f"Machine: {machine}  \nModel: SmolLM2-135M-Instruct Q4_1 GGUF; {args.prompts} prompts a round, "
-                f"{args.rounds} rounds, medians; call cache off.\n\n{table}\n"
-            )
-
+    if not args.no_record:
+        append_section(
+            "LLM throughput and mining",
+            f"python benchmarks/llm_throughput.py --prompts {args.prompts} --rounds {args.rounds}",
+            f"Model: SmolLM2-135M-Instruct Q4_1 GGUF; {args.prompts} prompts a round, {args.rounds} rounds, medians; "
+            "call cache off.",
+            table,
+        )
 
 if __name__ == "__main__":
     main()

@@ -2,18 +2,20 @@
 
 Expected run time on 2 CPU cores: about 80 minutes with the defaults (15 trainings of
 30 steps and 16 evaluations of the 3,633-document corpus); finished runs are kept in
-``--work`` and skipped when the script is started again.
+``--work`` and skipped when the script is started again; ``--work`` is tied to the
+recipe (steps, batch, learning rate, negatives), so another recipe needs another one.
 
     .venv/bin/python benchmarks/losses_nfcorpus.py [--seeds 0 1 2] [--steps 30]
 
 Why dev: BEIR's NFCorpus *train* qrels hold grade 1 only, so graded losses would see
 binary labels there; *dev* holds grades 1 and 2. Every loss trains on the same judgments:
 the dev queries' human grades (1, 2) plus ``--negatives`` unjudged documents per query
-from the base model's ranks 30–100, taken as grade 0. ``infonce`` sees them binarised
-(grade ≥ 1 positive, grade 0 negative); ``bixse``, ``listwise_kl`` and ``margin_mse`` see
-``p = grade / 2``; ``wasserstein`` sees the grades. Rows: the base model and each loss,
-mean ± std over seeds of test nDCG@10 and Recall@100, and the paired t-test and
-randomisation test against ``infonce`` on the per-query nDCG@10 averaged over seeds.
+from the base model's ranks 30–100 (``--negatives-from``), taken as grade 0.
+``infonce`` sees them binarised (grade ≥ 1 positive, grade 0 negative); ``bixse``,
+``listwise_kl`` and ``margin_mse`` see ``p = grade / 2``; ``wasserstein`` sees the
+grades. Rows: the base model and each loss, mean ± std over seeds of test nDCG@10 and
+Recall@100, and the paired t-test and randomisation test against ``infonce`` on the
+per-query nDCG@10 averaged over seeds.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,9 +37,11 @@ from gradir.evaluation.compare import compare_per_query  # noqa: E402
 from gradir.judgments import judgments_from_qrels, write_judgments  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
+from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "data" / "beir" / "nfcorpus"
+DEFAULT_WORK = ROOT / "benchmarks" / "work" / "losses_nfcorpus"
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -52,9 +54,32 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--max-seq-length", type=int, default=128, help="token limit while training")
     parser.add_argument("--negatives", type=int, default=3, help="mined grade-0 documents per dev query")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "losses_nfcorpus")
+    parser.add_argument(
+        "--negatives-from", type=int, nargs=2, default=[30, 100], metavar=("FIRST", "LAST"),
+        help="base-model ranks the grade-0 documents are sampled from",
+    )
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
+
+
+SETTINGS = ("steps", "batch_size", "list_size", "learning_rate", "max_seq_length", "negatives", "negatives_from")
+
+
+def check_work_settings(args: argparse.Namespace) -> None:
+    """Tie ``--work`` to one recipe: finished runs made with other settings are never mixed in."""
+    args.work.mkdir(parents=True, exist_ok=True)
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    stored = args.work / "settings.json"
+    if not stored.is_file():
+        write_text_atomic(stored, json.dumps(settings, indent=1))
+        return
+    previous = json.loads(stored.read_text())
+    changed = [f"{name} {previous.get(name)} -> {value}" for name, value in settings.items() if previous.get(name) != value]
+    if changed:
+        raise SystemExit(
+            f"{args.work} holds runs made with other settings ({'; '.join(changed)}); pass another --work for this recipe"
+        )
 
 
 def evaluated(collection, model_path: Path | None, out: Path) -> dict:
@@ -73,10 +98,12 @@ def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
     collection = load_collection(NFCORPUS)
-    args.work.mkdir(parents=True, exist_ok=True)
+    check_work_settings(args)
     judgments_path = args.work / "dev_judgments.jsonl"
     if not judgments_path.is_file():
-        judgments = judgments_from_qrels(collection, "dev", negatives=args.negatives, negatives_from=(30, 100))
+        judgments = judgments_from_qrels(
+            collection, "dev", negatives=args.negatives, negatives_from=tuple(args.negatives_from)
+        )
         write_judgments(judgments_path, judgments)
     base = evaluated(collection, None, args.work / "base")
     runs: dict[str, list[dict]] = {}
@@ -134,22 +161,21 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
     command = "python benchmarks/losses_nfcorpus.py " + " ".join(
         [f"--seeds {' '.join(map(str, args.seeds))}", f"--steps {args.steps}", f"--batch-size {args.batch_size}",
          f"--list-size {args.list_size}", f"--learning-rate {args.learning_rate}",
-         f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}"]
+         f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}",
+         f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}"]
     )
-    section = (
-        f"\n## Losses on NFCorpus graded qrels ({date.today().isoformat()})\n\n"
-        f"Command: `{command}`  \n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU, Python {platform.python_version()}  \n"
+    if args.work.resolve() != DEFAULT_WORK:
+        command += f" --work {os.path.relpath(args.work.resolve(), ROOT)}"
+    append_section(
+        "Losses on NFCorpus graded qrels",
+        command,
         f"Data: trained on NFCorpus dev (324 queries; human grades 1–2 plus {args.negatives} mined grade-0 "
         f"documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
         f"({args.steps * args.batch_size} training lists per run), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds.  \n"
-        f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s).\n\n"
-        f"{table}\n"
+        f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s).",
+        table,
     )
-    results = ROOT / "benchmarks" / "RESULTS.md"
-    write_text_atomic(results, results.read_text(encoding="utf-8") + section)
-
 
 if __name__ == "__main__":
     main()

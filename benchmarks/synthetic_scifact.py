@@ -2,7 +2,7 @@
 
 Expected run time on 2 CPU cores: about 20 minutes for the reference run (the pipeline of
 configs/demo-scifact.toml: embedded SmolLM2-135M through llama.cpp, all-MiniLM-L6-v2, no
-human label anywhere), then 3 to 12 minutes per variant, about 80 minutes in all. With
+human label anywhere), then 3 to 30 minutes per variant, about 2.5 hours in all. With
 ``--reference RUN`` (a finished ``make demo`` output and its cache) the reference is
 copied and costs nothing.
 
@@ -13,7 +13,7 @@ Every variant starts from a copy of the reference run directory and changes one 
 evaluate; the grader: grade onwards; the query types: everything from generation), and
 the shared LLM and embedding caches make repeated calls free. Rows: the reference
 (the five query types in rotation, round-trip filter, LLM-graded mined candidates,
-BiXSE), the other four losses on the same judgments, BiXSE for 8 epochs instead of 2,
+BiXSE), the other four losses on the same judgments, BiXSE for 8 and 20 epochs instead of 2,
 and one ablation per row:
 
 - ``one query type``: every passage gets a "question" query instead of the mix;
@@ -23,7 +23,10 @@ and one ablation per row:
   kept query, graded by the LLM together with the source passage and at most one mined
   candidate (``mine.top_k = 1``);
 - ``documents, level labels``: the same documents labelled with the level they were
-  written for (the LLM never grades).
+  written for (the LLM never grades);
+- ``400 passages, unverified negatives``: five times the passages, so five times the
+  queries, with the LLM kept out of grading to bound the time (about 20 minutes); its
+  row is compared with ``unverified negatives`` at 80 passages: the effect of scale.
 
 Each row gives SciFact test nDCG@10 and Recall@100 of base and tuned, the paired
 randomisation test on per-query nDCG@10, the training set's size, and the minutes the
@@ -36,17 +39,16 @@ import argparse
 import copy
 import json
 import os
-import platform
 import shutil
 import time
 import tomllib
-from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradir  # noqa: E402
 from gradir.atomic import write_text_atomic  # noqa: E402
+from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
@@ -59,11 +61,13 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "listwise_kl": {"train": {"loss": "listwise_kl"}},
     "margin_mse": {"train": {"loss": "margin_mse"}},
     "bixse, 8 epochs": {"train": {"epochs": 8}},
+    "bixse, 20 epochs": {"train": {"epochs": 20}},
     "one query type (question)": {"generate": {"types": ["question"]}},
     "no round-trip filter": {"filter": {"enabled": False}},
     "unverified negatives": {"grade": {"grader": "unverified"}},
     "documents, LLM grades": {"documents": {"enabled": True}, "mine": {"top_k": 1}},
     "documents, level labels": {"documents": {"enabled": True}, "grade": {"grader": "level"}},
+    "400 passages, unverified negatives": {"generate": {"passages": 400}, "grade": {"grader": "unverified"}},
 }
 
 
@@ -162,19 +166,14 @@ def main() -> None:
 
 
 def record(table: str, args: argparse.Namespace, minutes: float) -> None:
-    section = (
-        f"\n## Synthetic-only adaptation on SciFact ({date.today().isoformat()})\n\n"
-        f"Command: `python benchmarks/synthetic_scifact.py"
-        f"{' --reference RUN --reference-cache CACHE' if args.reference else ''}`  \n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU, Python {platform.python_version()}  \n"
+    append_section(
+        "Synthetic-only adaptation on SciFact",
+        f"python benchmarks/synthetic_scifact.py{' --reference RUN --reference-cache CACHE' if args.reference else ''}",
         f"Data: {args.config.relative_to(ROOT)} (80 sampled SciFact passages, embedded SmolLM2-135M, no human label), "
         f"evaluated on the full test split (300 queries, 5,183 documents). The min column is the time each variant "
-        f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.\n\n"
-        f"{table}\n"
+        f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.",
+        table,
     )
-    results = ROOT / "benchmarks" / "RESULTS.md"
-    write_text_atomic(results, results.read_text(encoding="utf-8") + section)
-
 
 if __name__ == "__main__":
     main()

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,6 +33,7 @@ from gradir.judgments import judgments_from_qrels  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.models import default_model_path  # noqa: E402
 from gradir.training import assemble_training_set  # noqa: E402
+from results_file import append_section, machine_description  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["mnrl", *LOSSES]
@@ -105,7 +104,7 @@ def main() -> None:
     parser.add_argument("--list-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=NAMES, help=argparse.SUPPRESS)
-    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
 
     if args.only:
@@ -140,17 +139,16 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    if not args.no_write:
+    if not args.no_record:
         gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
-        command = f"python benchmarks/train_step.py --batch-size {args.batch_size} --list-size {args.list_size} --rounds {args.rounds}"
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as handle:
-            handle.write(
-                f"\n## Training step per loss ({date.today().isoformat()})\n\nCommand: `{command}`  \n"
-                f"Machine: {machine}  \nBatch: {args.batch_size} queries x {args.list_size} documents "
-                f"(MNRL and infonce: 1 positive + {args.list_size - 1} hard negatives), NFCorpus dev, max 256 tokens.\n\n{table}\n"
-            )
-
+        append_section(
+            "Training step per loss",
+            f"python benchmarks/train_step.py --batch-size {args.batch_size} --list-size {args.list_size} --rounds {args.rounds}",
+            f"Batch: {args.batch_size} queries x {args.list_size} documents (MNRL and infonce: 1 positive + "
+            f"{args.list_size - 1} hard negatives), NFCorpus dev, max 256 tokens.",
+            table,
+            machine=f"{machine_description(gpu)}, torch {torch.__version__}",
+        )
 
 if __name__ == "__main__":
     main()
