@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from gradir.console import err_console
 from gradir.errors import GradirError
+from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 
 app = typer.Typer(
     name="gradir",
@@ -31,6 +32,8 @@ CollectionOpt = Annotated[Path, typer.Option("--collection", "-c", help="BEIR fo
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results on stdout.")]
 LenientOpt = Annotated[bool, typer.Option("--lenient", help="Skip bad records and report how many and why.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="Which qrels split to evaluate on.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="Encoding precision: fp32, or int8 (onnx, openvino).")]
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -63,6 +66,8 @@ def eval_command(
     max_seq_length: Annotated[Optional[int], typer.Option("--max-seq-length", min=1, help="Token limit; default the model's.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Embedding cache; default $GRADIR_CACHE_DIR or ~/.cache/gradir.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -80,6 +85,8 @@ def eval_command(
             cache_dir=False if no_cache else cache_dir,
             batch_size=batch_size,
             max_seq_length=max_seq_length,
+            backend=backend,
+            precision=precision,
         )
     result = evaluate(loaded, split=split, retriever=retriever, encoder=encoder, top_k=top_k)
     if out is not None:
@@ -366,6 +373,8 @@ def filter_command(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Keep a query whose source passage is in this many results.")] = 10,
     retriever: Annotated[str, typer.Option("--retriever", help="dense, bm25 or hybrid.")] = "dense",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -385,7 +394,7 @@ def filter_command(
     unknown = sorted({q.source_doc_id for q in records} - set(loaded.documents))
     if unknown:
         raise GradirError(f"{queries}: source_doc_id '{unknown[0]}' is not in {collection} ({len(unknown)} unknown)")
-    encoder = Encoder(model) if retriever != "bm25" else None
+    encoder = Encoder(model, backend=backend, precision=precision) if retriever != "bm25" else None
     result = round_trip_filter(records, loaded.documents, top_k=top_k, retriever=retriever, encoder=encoder)
     write_table(out, as_rows(result.kept))
     summary = {
@@ -414,6 +423,8 @@ def mine_command(
     absolute_margin: Annotated[Optional[float], typer.Option("--absolute-margin", help="Keep candidates scoring below source - margin (dense).")] = None,
     relative_margin: Annotated[Optional[float], typer.Option("--relative-margin", help="Keep candidates scoring below source x (1 - margin) (dense).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -432,7 +443,7 @@ def mine_command(
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)
     records = read_synthetic_queries(queries)
-    encoder = Encoder(model) if retriever != "bm25" else None
+    encoder = Encoder(model, backend=backend, precision=precision) if retriever != "bm25" else None
     candidates = mine_candidates(
         {q.query_id: Query(q.query_id, q.text) for q in records},
         {q.query_id: q.source_doc_id for q in records if q.source_doc_id in loaded.documents},

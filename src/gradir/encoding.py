@@ -4,6 +4,10 @@ Texts are de-duplicated, looked up in the cache, and only the missing ones are
 encoded, longest first in chunks that are written to the cache as they finish: a
 second encoding of the same corpus reads vectors from disk without loading the
 model, and an interrupted encoding resumes where it stopped.
+
+The forward pass runs in PyTorch, ONNX Runtime or OpenVINO, in fp32 or int8
+(:mod:`gradir.runtimes`); backend and precision are part of the cache key, since an
+int8 vector is not an fp32 vector.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from gradir.console import progress
 from gradir.embedding_cache import EmbeddingCache, default_cache_dir, text_key
 from gradir.models import model_fingerprint, resolve_model_path
+from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -36,6 +41,11 @@ class Encoder:
         max_seq_length: token limit; None keeps the model's own.
         query_prompt, document_prompt: prefixes some models expect (``"query: "``).
         device: torch device; None lets sentence-transformers choose.
+        backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``: the runtime of the
+            forward pass; the model is exported once per content fingerprint.
+        precision: ``fp32`` or ``int8`` (onnx and openvino only).
+        exports_dir: where runtime exports are kept; None: the cache folder (also when
+            embeddings are not cached).
     """
 
     def __init__(
@@ -49,8 +59,14 @@ class Encoder:
         document_prompt: str = "",
         device: str | None = None,
         show_progress: bool = True,
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
+        exports_dir: Path | str | None = None,
     ):
+        check_runtime(backend, precision)
         self.model_path = resolve_model_path(model)
+        self.backend = backend
+        self.precision = precision
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.prompts = {"query": query_prompt, "document": document_prompt}
@@ -60,13 +76,17 @@ class Encoder:
         self.encoded_count = 0
         self.cache_hits = 0
         self._cache: EmbeddingCache | None = None
+        directory = default_cache_dir() if cache_dir in (None, True, False) else Path(cache_dir)
+        self.exports_dir = Path(exports_dir) if exports_dir is not None else directory
         if cache_dir is not False:
-            directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
             self._cache = EmbeddingCache(directory, self.cache_namespace())
 
     def cache_namespace(self) -> str:
         """Model content fingerprint plus the settings that change vectors."""
-        settings = f"{model_fingerprint(self.model_path)}|max_seq_length={self.max_seq_length}|normalized"
+        settings = (
+            f"{model_fingerprint(self.model_path)}|max_seq_length={self.max_seq_length}|normalized"
+            f"|{self.backend}-{self.precision}"
+        )
         return hashlib.blake2b(settings.encode(), digest_size=16).hexdigest()
 
     @property
@@ -77,6 +97,9 @@ class Encoder:
             self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
             if self.max_seq_length is not None:
                 self._model.max_seq_length = self.max_seq_length
+            if self.backend != "torch":
+                file = export_file(self._model, self.model_path, self.backend, self.precision, self.exports_dir)
+                use_runtime(self._model, file, self.backend)
         return self._model
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 from gradir.errors import GradirError
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+_EXPORT_FOLDERS = ("onnx", "openvino")
 
 
 def default_model_path() -> Path:
@@ -47,8 +48,9 @@ def model_fingerprint(path: Path | str) -> str:
     """A content hash of every file of a model directory.
 
     It changes whenever a weight, a tokenizer file or a pooling setting changes, so
-    caches keyed by it never serve vectors of another model. Hidden files and the
-    ``checkpoint-*`` folders a trainer leaves behind are ignored.
+    caches keyed by it never serve vectors of another model. Hidden files, the
+    ``checkpoint-*`` folders a trainer leaves behind and the runtime exports derived
+    from the weights (``onnx/``, ``openvino/``, see :mod:`gradir.runtimes`) are ignored.
     """
     root = Path(path)
     digest = hashlib.blake2b(digest_size=16)
@@ -64,5 +66,7 @@ def _model_files(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith((".", "checkpoint-", "__pycache__"))]
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d not in _EXPORT_FOLDERS]
         files.extend(Path(dirpath) / name for name in filenames if not name.startswith("."))
     return files

@@ -7,6 +7,8 @@ graded before use, and those graded relevant (grade ≥ ``relevant_grade``) are 
 as relabelled instead of being trained on as negatives (CustomIR's LLM-verified
 negatives). The ``unverified`` grader is the baseline that check is measured against: the
 source passage is grade 3 and every other mined candidate a grade-0 negative, unread.
+The ``likelihood`` grader scores each pair by query likelihood and labels each query's
+candidates against its best one (:mod:`gradir.grading.likelihood`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from gradir.collections.records import Document
 from gradir.collections.rows import iter_rows, position_unit
 from gradir.errors import GradirError
 from gradir.grading.cross_encoder import grade_with_cross_encoder
+from gradir.grading.likelihood import DEFAULT_MAX_PASSAGE_TOKENS, DEFAULT_TEMPERATURE, labels_from_scores, query_likelihoods
 from gradir.grading.llm import GRADES, expected_grade, grade_with_llm
 from gradir.judgments import Judgment
 from gradir.llm import LLMClient
 
-GRADERS = ("llm", "cross-encoder", "level", "unverified")
+GRADERS = ("likelihood", "llm", "cross-encoder", "level", "unverified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +83,34 @@ def grade_pairs(
     cross_encoder: Path | str | None = None,
     samples: int = 0,
     relevant_grade: int = 2,
+    temperature: float = DEFAULT_TEMPERATURE,
+    max_passage_tokens: int | None = None,
+    likelihood_prompt: str | None = None,
 ) -> Grading:
-    if grader == "llm":
+    """Judgments of ``pairs`` by one grader; ``max_passage_tokens`` None keeps each LLM grader's default."""
+    if grader == "likelihood":
+        if client is None:
+            raise GradirError("the likelihood grader needs an LLM (--llm)")
+        scored = query_likelihoods([(p.query_text, documents[p.doc_id].full_text) for p in pairs], client,
+                                   max_passage_tokens=max_passage_tokens or DEFAULT_MAX_PASSAGE_TOKENS,
+                                   template=likelihood_prompt)
+        result = Grading([])
+        kept = []
+        for pair, (score, error) in zip(pairs, scored):
+            if score is None:
+                result.failures[error] += 1
+            else:
+                kept.append((pair, score))
+        labels = labels_from_scores([p.query_id for p, _ in kept], [s for _, s in kept], temperature)
+        result.judgments = [
+            Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, f"likelihood:{client.model_id}", score)
+            for (p, score), (prob, grade) in zip(kept, labels)
+        ]
+    elif grader == "llm":
         if client is None:
             raise GradirError("the llm grader needs an LLM (--llm)")
-        graded = grade_with_llm([(p.query_text, documents[p.doc_id].full_text) for p in pairs], client, samples=samples)
+        graded = grade_with_llm([(p.query_text, documents[p.doc_id].full_text) for p in pairs], client, samples=samples,
+                                **({"max_document_tokens": max_passage_tokens} if max_passage_tokens else {}))
         result = Grading([])
         for pair, (probabilities, error) in zip(pairs, graded):
             if probabilities is None:

@@ -10,6 +10,9 @@ chat template.
   for graded relevance), the probability of each as the answer's first token,
   renormalised over the labels. The answer is never parsed as text, so nothing in a
   prompt can inject a label.
+- :meth:`LLMBackend.continuation_logprobs`: for a raw text prefix (no chat template)
+  and a continuation, the log-probability of each continuation token given everything
+  before it: query likelihood (UPR, ART) reads these.
 
 A failure is returned, not raised: one bad answer must never stop a long run.
 """
@@ -51,6 +54,34 @@ class LabelProbabilities:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class ContinuationLogprobs:
+    """log P(token_i | prefix, tokens before i) for each token of a continuation."""
+
+    logprobs: tuple[float, ...] | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def mean(self) -> float:
+        """The mean log-probability per continuation token (the length-normalised score)."""
+        assert self.logprobs, "no log-probabilities"
+        return sum(self.logprobs) / len(self.logprobs)
+
+
+def split_continuation(prefix: str, continuation: str) -> tuple[str, str]:
+    """Move the prefix's trailing spaces onto the continuation.
+
+    Sub-word tokenisers attach a space to the word after it (`` what``), so the query's
+    first token is the same whether or not the prompt template ends in a space.
+    """
+    stripped = prefix.rstrip(" ")
+    return stripped, " " * (len(prefix) - len(stripped)) + continuation
 
 
 def renormalise(weights: dict[str, float], labels: Sequence[str]) -> LabelProbabilities:
@@ -99,6 +130,15 @@ class LLMBackend(ABC):
     @abstractmethod
     def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelProbabilities]:
         """Per prompt, the probability of each label as the first token of the answer."""
+
+    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str]) -> list[ContinuationLogprobs]:
+        """Per pair, the log-probability of each continuation token after the raw prefix.
+
+        Backends that cannot return them raise a :class:`GradirError` saying so.
+        """
+        from gradir.errors import GradirError
+
+        raise GradirError(f"the {self.kind} backend cannot score continuations (use llamacpp, hf or openai)")
 
     def close(self) -> None:
         """Release the model or connections."""

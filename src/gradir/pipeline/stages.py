@@ -13,6 +13,7 @@ from collections import Counter
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,9 +74,8 @@ class Context:
         if self._encoder is None:
             from gradir.encoding import Encoder
 
-            self._encoder = Encoder(
-                self.config.model.base or None, cache_dir=self.cache_dir, batch_size=self.config.model.batch_size
-            )
+            self._encoder = Encoder(self.config.model.base or None, cache_dir=self.cache_dir,
+                                    batch_size=self.config.model.batch_size, **_encoding(self.config))
         return self._encoder
 
     def close(self) -> None:
@@ -363,10 +363,16 @@ def evaluate_models(ctx: Context) -> dict[str, Any]:
     from gradir.evaluation import evaluate
     from gradir.evaluation.compare import compare_per_query
 
+    from gradir.runtimes import export_into_model_folder
+
     settings = ctx.config.eval
+    start = time.perf_counter()
+    # The tuned model is exported once, into its own folder beside the PyTorch weights.
+    export_into_model_folder(ctx.path(MODEL), ctx.config.model.backend, ctx.config.model.precision)
+    export_seconds = time.perf_counter() - start
     results = {}
     for name, model in (("base", ctx.config.model.base or None), ("tuned", ctx.path(MODEL))):
-        encoder = Encoder(model, cache_dir=ctx.cache_dir, batch_size=ctx.config.model.batch_size)
+        encoder = Encoder(model, cache_dir=ctx.cache_dir, batch_size=ctx.config.model.batch_size, **_encoding(ctx.config))
         result = evaluate(ctx.collection, split=settings.split, retriever=settings.retriever,
                           encoder=encoder, top_k=settings.top_k)
         result.save(ctx.path(f"{EVAL}/{name}"))
@@ -384,7 +390,9 @@ def evaluate_models(ctx: Context) -> dict[str, Any]:
     write_text_atomic(ctx.path(COMPARISON), json.dumps(summary, indent=2) + "\n")
     return {"ndcg@10": {"base": results["base"].metrics["ndcg@10"], "tuned": results["tuned"].metrics["ndcg@10"]},
             "recall@100": {"base": results["base"].metrics["recall@100"], "tuned": results["tuned"].metrics["recall@100"]},
-            "p_ndcg@10": tests["ndcg@10"]["p_randomization"], "queries": results["base"].queries}
+            "p_ndcg@10": tests["ndcg@10"]["p_randomization"], "queries": results["base"].queries,
+            "encoding": f"{ctx.config.model.backend} {ctx.config.model.precision}",
+            "tuned_export_seconds": round(export_seconds, 1)}
 
 
 def write_report(ctx: Context) -> dict[str, Any]:
@@ -409,18 +417,24 @@ def _llm_settings(config: PipelineConfig) -> dict[str, Any]:
     return {"backend": config.llm.backend}
 
 
+def _encoding(config: PipelineConfig) -> dict[str, Any]:
+    """The settings that change the vectors of the stages that encode (part of their fingerprints)."""
+    return {"backend": config.model.backend, "precision": config.model.precision}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("sample", sample_passages, (), lambda c: {"passages": c.generate.passages, "seed": c.run.seed},
           (PASSAGES,), description="sampling passages"),
     Stage("generate", generate_queries, ("sample",),
           lambda c: {**c.generate.model_dump(exclude={"passages"}), **_llm_settings(c), "seed": c.run.seed},
           (QUERIES,), description="generating queries with the LLM"),
-    Stage("filter", filter_queries, ("generate",), lambda c: c.filter.model_dump(), (KEPT,), uses_model=True,
+    Stage("filter", filter_queries, ("generate",), lambda c: {**c.filter.model_dump(), **_encoding(c)}, (KEPT,),
+          uses_model=True,
           description="round-trip filtering the queries"),
     Stage("documents", generate_documents, ("filter",),
           lambda c: {**c.documents.model_dump(), **(_llm_settings(c) if c.documents.enabled else {}), "seed": c.run.seed},
           (DOCUMENTS,), description="writing documents at relevance levels"),
-    Stage("mine", mine, ("filter",), lambda c: c.mine.model_dump(), (PAIRS,), uses_model=True,
+    Stage("mine", mine, ("filter",), lambda c: {**c.mine.model_dump(), **_encoding(c)}, (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
           lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader == "llm" else {}), "seed": c.run.seed},
@@ -428,7 +442,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", train_model, ("grade",),
           lambda c: {**c.train.model_dump(exclude={"launcher", "save_steps"}), "seed": c.run.seed},
           (f"{MODEL}/training.json",), uses_model=True, resumable=True, description="fine-tuning the embedding model"),
-    Stage("evaluate", evaluate_models, ("train",), lambda c: c.eval.model_dump(), (COMPARISON,), uses_model=True,
+    Stage("evaluate", evaluate_models, ("train",), lambda c: {**c.eval.model_dump(), **_encoding(c)}, (COMPARISON,),
+          uses_model=True,
           description="evaluating the base and tuned models"),
     Stage("report", write_report, ("sample", "generate", "filter", "documents", "mine", "grade", "train", "evaluate"),
           lambda c: {}, ("report.md", "report.html"), description="writing report.md and report.html"),

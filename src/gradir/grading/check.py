@@ -1,0 +1,109 @@
+"""Checking a grader against human judgments: does it predict retrieval quality?
+
+For a sample of a split's judged queries, the base retriever's top ``k`` documents are
+graded, and three things are reported:
+
+- **reranking**: nDCG@10 of the top k reordered by the grader's score (ties kept in
+  the base order) next to nDCG@10 of the base order, on the same queries, with the
+  paired t-test and randomisation test (:func:`gradir.evaluation.compare.compare_per_query`);
+- **pairwise accuracy**: among documents of one query, how often a judged-relevant
+  document scores above a judged-non-relevant one, and above an unjudged one (ties
+  count one half);
+- **agreement** with the human grades (Spearman's ρ, weighted κ, confusion table) over
+  the graded pairs, an unjudged document counted as grade 0, as BEIR's evaluation does.
+
+The score a grader ranks by: the expected grade (``llm``), the raw cross-encoder score,
+or the mean query log-probability (``likelihood``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from itertools import product
+
+from gradir.collections.loader import Collection
+from gradir.collections.records import Query
+from gradir.encoding import Encoder
+from gradir.evaluation.compare import compare_per_query
+from gradir.evaluation.metrics import score_run
+from gradir.grading.agreement import agreement
+from gradir.grading.grade import Grading, Pair
+from gradir.retrieval.search import search
+
+
+def check_against_qrels(
+    collection: Collection,
+    split: str,
+    grade: Callable[[list[Pair]], Grading],
+    *,
+    queries: int = 50,
+    top_k: int = 10,
+    seed: int = 0,
+    encoder: Encoder | None = None,
+) -> dict:
+    """Grade each sampled query's base top ``top_k`` and compare with the split's qrels."""
+    qrels = collection.qrels(split)
+    judged = sorted(qid for qid, docs in qrels.items() if any(g > 0 for g in docs.values()))
+    chosen = sorted(random.Random(seed).sample(judged, min(queries, len(judged))))
+    sample = {qid: Query(qid, collection.queries[qid].text) for qid in chosen}
+    base = search(collection.documents, sample, "dense", encoder=encoder, top_k=top_k)
+    pairs = [Pair(qid, sample[qid].text, did, False) for qid in chosen for did in _ranked(base[qid])]
+    graded = grade(pairs)
+    scores = {(j.query_id, j.doc_id): j.score for j in graded.judgments}
+
+    # Each document's score, offset by a tiny amount of its base rank so that ties keep the base order.
+    reranked = {
+        qid: {did: scores.get((qid, did), float("-inf")) - 1e-9 * rank for rank, did in enumerate(_ranked(run))}
+        for qid, run in base.items()
+    }
+    sub_qrels = {qid: qrels[qid] for qid in chosen}
+    base_means, base_per_query = score_run(sub_qrels, base)
+    rerank_means, rerank_per_query = score_run(sub_qrels, _finite(reranked))
+    test = compare_per_query(base_per_query, rerank_per_query, "ndcg@10")
+
+    human = [qrels[j.query_id].get(j.doc_id, 0) for j in graded.judgments]
+    report = agreement(human, [j.score for j in graded.judgments], [j.grade for j in graded.judgments])
+    return {
+        "queries": len(chosen),
+        "top_k": top_k,
+        "pairs": len(pairs),
+        "graded": len(graded.judgments),
+        "grade_failures": dict(graded.failures),
+        "ndcg@10_base": base_means["ndcg@10"],
+        "ndcg@10_reranked": rerank_means["ndcg@10"],
+        "rerank_test": test.as_dict(),
+        "pairwise_accuracy": _pairwise(scores, qrels, base),
+        "grade_histogram": graded.histogram(),
+        **report.as_dict(),
+    }
+
+
+def _ranked(run: dict[str, float]) -> list[str]:
+    return [did for did, _ in sorted(run.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def _finite(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """pytrec_eval needs finite scores: a failed grade goes below every graded document."""
+    out = {}
+    for qid, docs in run.items():
+        floor = min((s for s in docs.values() if s != float("-inf")), default=0.0) - 1.0
+        out[qid] = {did: (s if s != float("-inf") else floor - 1e-6 * i) for i, (did, s) in enumerate(docs.items())}
+    return out
+
+
+def _pairwise(scores: dict[tuple[str, str], float], qrels: dict, base: dict) -> dict:
+    """Share of (relevant, other) document pairs of one query that the grader orders right."""
+    counts = {"vs_judged_nonrelevant": [0.0, 0], "vs_unjudged": [0.0, 0]}
+    for qid, run in base.items():
+        graded = [did for did in run if (qid, did) in scores]
+        relevant = [d for d in graded if qrels[qid].get(d, 0) > 0]
+        for kind, others in (
+            ("vs_judged_nonrelevant", [d for d in graded if d in qrels[qid] and qrels[qid][d] <= 0]),
+            ("vs_unjudged", [d for d in graded if d not in qrels[qid]]),
+        ):
+            for good, bad in product(relevant, others):
+                a, b = scores[qid, good], scores[qid, bad]
+                counts[kind][0] += 1.0 if a > b else 0.5 if a == b else 0.0
+                counts[kind][1] += 1
+    return {kind: {"accuracy": (right / total if total else None), "pairs": total} for kind, (right, total) in counts.items()}
