@@ -77,14 +77,15 @@ def main() -> None:
             rows.append(
                 f"| {name} | {variant} | {result['queries']} | {result['ndcg@10_base']:.4f} | {result['ndcg@10_reranked']:.4f} "
                 f"| {test['delta']:+.4f} | {test['p_randomization']:.3g} | {test['wins']}/{test['losses']} "
+                f"| {result['ndcg@10_fused']:.4f} | {result['fused_test']['delta']:+.4f} | {result['fused_test']['p_randomization']:.3g} "
                 f"| {_acc(pairwise['vs_unjudged'])} | {_acc(pairwise['vs_judged_nonrelevant'])} "
                 f"| {calls / seconds if calls else float('nan'):.2f} |"
             )
             print(rows[-1], file=sys.stderr, flush=True)
     table = "\n".join([
         "| collection | variant | queries | nDCG@10 base | nDCG@10 reranked | Δ | p (randomisation) | wins/losses "
-        "| pairwise acc. vs unjudged | vs judged non-relevant | scored pairs/s (fresh) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| nDCG@10 fused with base | Δ | p | pairwise acc. vs unjudged | vs judged non-relevant | scored pairs/s (fresh) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
     print(table)

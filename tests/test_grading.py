@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli, shared_collection
+from conftest import TINY, run_cli, shared_collection, write_scifact_slice
 from gradir.collections import load_collection
 from gradir.collections.records import Document, Query
 from gradir.grading import agreement, normalise_scores
@@ -90,14 +90,22 @@ def test_agreement_figures_on_a_hand_made_example() -> None:
     assert -1.0 <= result.weighted_kappa <= 1.0
 
 
-def test_grade_against_nfcorpus_qrels_reports_agreement() -> None:
-    result = run_cli("grade", "--against-qrels", "--collection", shared_collection("nfcorpus"), "--split", "test",
-                     "--sample", "12", "--json")
+@pytest.mark.parametrize("grader", ["llm", "likelihood"])
+def test_a_grader_is_checked_against_qrels_by_reranking_the_base_top_k(grader: str, tmp_path: Path) -> None:
+    collection = write_scifact_slice(tmp_path / "scifact", queries=20, extra_documents=60)
+    args = ("grade", "--against-qrels", "--collection", collection, "--grader", grader, "--sample", "3", "--top-k", "4", "--json")
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["pairs"] == 12 and summary["max_probability_sum_error"] < 1e-4
-    assert set(summary) >= {"spearman", "weighted_kappa", "confusion"}
-    assert sum(map(sum, summary["confusion"])) == 12
+    assert summary["queries"] == 3 and summary["pairs"] == 12 and summary["graded"] + sum(summary["grade_failures"].values()) == 12
+    assert set(summary) >= {"spearman", "weighted_kappa", "confusion", "ndcg@10_base", "ndcg@10_reranked", "rerank_test"}
+    assert sum(map(sum, summary["confusion"])) == summary["graded"]
+    assert summary["rerank_test"]["queries"] == 3
+    pairwise = summary["pairwise_accuracy"]["vs_unjudged"]
+    assert pairwise["pairs"] > 0 and 0.0 <= pairwise["accuracy"] <= 1.0
+    again = json.loads(run_cli(*args).stdout)  # every score comes from the call cache the second time
+    assert again["llm_calls"] == 0 and again["cache_hits"] == 12
+    assert again["ndcg@10_reranked"] == summary["ndcg@10_reranked"]
 
 
 def test_mine_then_grade_through_the_cli_with_balancing(tmp_path: Path) -> None:

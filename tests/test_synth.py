@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_cli, shared_collection
-from gradir.synth.filters import QueryFilter, clean
+from gradir.synth.filters import QueryFilter, clean, fit_length
 from gradir.synth.records import read_synthetic_queries
 
 PASSAGE = "Vitamin D supplementation increases bone mineral density in older adults with osteoporosis."
@@ -34,6 +34,21 @@ def test_query_filter_reasons(query: str, reason: str) -> None:
     assert QueryFilter().reject_reason(query, PASSAGE) == reason
 
 
+@pytest.mark.parametrize(
+    ("answer", "query_type", "fitted"),
+    [
+        ("Does vitamin D lower the risk of hip fractures in older women? " + "The study followed them for years. " * 5,
+         "question", "Does vitamin D lower the risk of hip fractures in older women?"),
+        ("vitamin d, bone density, hip fracture, older women, supplements, calcium, trial, cohort, risk, dose, outcome",
+         "keywords", "vitamin d, bone density, hip fracture, older women, supplements, calcium"),
+        ("short enough query", "keywords", "short enough query"),
+        (" ".join(["word"] * 50), "question", " ".join(["word"] * 50)),  # no boundary: left to be rejected
+    ],
+)
+def test_an_over_long_answer_keeps_its_first_sentence_or_leading_clauses(answer: str, query_type: str, fitted: str) -> None:
+    assert fit_length(answer, query_type) == fitted
+
+
 def test_query_filter_drops_duplicates_and_keeps_real_queries() -> None:
     check = QueryFilter()
     assert check.reject_reason("does vitamin d strengthen bones?", PASSAGE) is None
@@ -54,6 +69,8 @@ def test_generate_queries_on_scifact_then_a_free_rerun(tmp_path: Path) -> None:
     written = summary["written"]
     assert written + summary["unfilled"] == 25 and written >= 20, summary
     assert summary["llm_calls"] >= 25
+    assert summary["slot_yield"] == pytest.approx(written / 25, abs=1e-4)
+    assert summary["calls_per_query"] == pytest.approx(summary["llm_calls"] / written, abs=1e-3)
     queries = read_synthetic_queries(out)
     assert len(queries) == written
     assert {q.type for q in queries} == {"question", "claim", "keywords", "title", "web"}

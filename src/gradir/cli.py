@@ -310,6 +310,10 @@ def generate_queries_command(
         client, len(result.queries), out, time.perf_counter() - start,
         passages=result.passages, truncated_passages=result.truncated, by_type=by_type,
         rejected=dict(result.rejected), answer_failures=dict(result.failures), unfilled=result.unfilled,
+        shortened=result.shortened, slot_yield=round(len(result.queries) / max(1, result.slots), 4),
+    )
+    summary["calls_per_query"] = (
+        round((summary["llm_calls"] + summary["cache_hits"]) / len(result.queries), 3) if result.queries else None
     )
     _report_skipped(loaded.log.summary())
     if as_json:
@@ -466,7 +470,7 @@ def grade_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Judgments table to write (.parquet or .jsonl).")] = None,
     pairs: Annotated[Optional[Path], typer.Option("--pairs", "-p", help="Pairs from `gradir mine`, or synthetic documents for --grader level.")] = None,
     collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="The collection the pairs' documents come from.")] = None,
-    grader: Annotated[str, typer.Option("--grader", help="llm, cross-encoder, level, or unverified (source passage 3, other candidates 0).")] = "llm",
+    grader: Annotated[str, typer.Option("--grader", help="likelihood (query likelihood), llm (grade tokens), cross-encoder, level, or unverified (source passage 3, other candidates 0).")] = "llm",
     llm: LLMOpt = "llamacpp",
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Cross-encoder folder (--grader cross-encoder).")] = None,
     samples: Annotated[int, typer.Option("--samples", min=0, help="No logprobs: average K sampled answers instead.")] = 0,
@@ -474,7 +478,8 @@ def grade_command(
     budget: Annotated[int, typer.Option("--budget", min=0, help="LLM generations --balance may spend.")] = 100,
     against_qrels: Annotated[bool, typer.Option("--against-qrels", help="Grade judged pairs of --collection and report agreement with the human grades.")] = False,
     split: Annotated[str, typer.Option("--split", help="Qrels split for --against-qrels.")] = "test",
-    sample: Annotated[int, typer.Option("--sample", min=1, help="Judged pairs to grade with --against-qrels.")] = 100,
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Judged queries to check with --against-qrels.")] = 30,
+    top_k: Annotated[int, typer.Option("--top-k", min=2, help="Base-retriever documents per query that --against-qrels grades and reranks.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of pair sampling and generation.")] = 0,
     no_cache: NoCacheOpt = False,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
@@ -495,9 +500,9 @@ def grade_command(
     if against_qrels:
         if collection is None:
             raise GradirError("--against-qrels needs --collection")
-        if grader not in ("llm", "cross-encoder"):
-            raise GradirError(f"--against-qrels checks the llm or cross-encoder grader, not '{grader}'")
-        summary = _grade_against_qrels(collection, split, sample, grader, llm, model, samples, seed, no_cache,
+        if grader not in ("likelihood", "llm", "cross-encoder"):
+            raise GradirError(f"--against-qrels checks the likelihood, llm or cross-encoder grader, not '{grader}'")
+        summary = _grade_against_qrels(collection, split, sample, top_k, grader, llm, model, samples, no_cache,
                                        (api_key_env, concurrency, timeout, max_retries), lenient)
     else:
         if pairs is None or out is None:
@@ -534,7 +539,7 @@ def _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balan
         raise GradirError("--pairs needs --collection (the documents to grade)")
     loaded = load_collection(collection, lenient=lenient)
     pair_list = read_pairs(pairs, loaded.documents)
-    client = _llm_client(llm, no_cache, *server) if grader == "llm" else None
+    client = _llm_client(llm, no_cache, *server) if grader in ("llm", "likelihood") else None
     try:
         result = grade_pairs(pair_list, loaded.documents, grader, client=client, cross_encoder=model, samples=samples)
         judgments = list(result.judgments)
@@ -562,31 +567,24 @@ def _grade_pairs_file(pairs, out, collection, grader, llm, model, samples, balan
     return summary
 
 
-def _grade_against_qrels(collection, split, sample, grader, llm, model, samples, seed, no_cache, server, lenient) -> dict:
-    import random
-
+def _grade_against_qrels(collection, split, sample, top_k, grader, llm, model, samples, no_cache, server, lenient) -> dict:
     from gradir.collections import load_collection
-    from gradir.grading import agreement
-    from gradir.grading.grade import Pair, grade_pairs
+    from gradir.encoding import Encoder
+    from gradir.grading.check import check_against_qrels
+    from gradir.grading.grade import grade_pairs
 
     loaded = load_collection(collection, lenient=lenient)
-    qrels = loaded.qrels(split)
-    judged = [(qid, did, g) for qid, docs in qrels.items() for did, g in docs.items()]
-    chosen = random.Random(seed).sample(judged, min(sample, len(judged)))
-    pair_list = [Pair(qid, loaded.queries[qid].text, did, False) for qid, did, _ in chosen]
-    client = _llm_client(llm, no_cache, *server) if grader == "llm" else None
+    client = _llm_client(llm, no_cache, *server) if grader in ("llm", "likelihood") else None
     try:
-        result = grade_pairs(pair_list, loaded.documents, grader, client=client, cross_encoder=model, samples=samples)
+        summary = check_against_qrels(
+            loaded, split,
+            lambda pairs: grade_pairs(pairs, loaded.documents, grader, client=client, cross_encoder=model, samples=samples),
+            queries=sample, top_k=top_k, encoder=Encoder(cache_dir=False if no_cache else None),
+        )
     finally:
         if client is not None:
             client.close()
-    human = {(qid, did): g for qid, did, g in chosen}
-    graded = result.judgments
-    report = agreement([human[j.query_id, j.doc_id] for j in graded], [j.score for j in graded], [j.grade for j in graded])
-    sums = [sum(j.grade_probabilities) for j in graded if j.grade_probabilities]
-    summary = {"collection": str(collection), "split": split, "grader": grader, **report.as_dict(),
-               "grade_failures": dict(result.failures),
-               "max_probability_sum_error": max((abs(s - 1.0) for s in sums), default=0.0)}
+    summary = {"collection": str(collection), "split": split, "grader": grader, **summary}
     if client is not None:
         summary.update(llm_calls=client.counts.llm_calls, cache_hits=client.counts.cache_hits, failed=client.counts.failed)
     return summary

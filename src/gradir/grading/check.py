@@ -6,6 +6,9 @@ graded, and three things are reported:
 - **reranking**: nDCG@10 of the top k reordered by the grader's score (ties kept in
   the base order) next to nDCG@10 of the base order, on the same queries, with the
   paired t-test and randomisation test (:func:`gradir.evaluation.compare.compare_per_query`);
+  and reordered by the grader fused with the retriever: per query, the mean of the two
+  scores' z-scores over the k documents (a teacher weaker than the retriever on some
+  queries can still add to it);
 - **pairwise accuracy**: among documents of one query, how often a judged-relevant
   document scores above a judged-non-relevant one, and above an unjudged one (ties
   count one half);
@@ -60,7 +63,9 @@ def check_against_qrels(
     sub_qrels = {qid: qrels[qid] for qid in chosen}
     base_means, base_per_query = score_run(sub_qrels, base)
     rerank_means, rerank_per_query = score_run(sub_qrels, _finite(reranked))
+    fused_means, fused_per_query = score_run(sub_qrels, {qid: _fused(base[qid], reranked[qid]) for qid in base})
     test = compare_per_query(base_per_query, rerank_per_query, "ndcg@10")
+    fused_test = compare_per_query(base_per_query, fused_per_query, "ndcg@10")
 
     human = [qrels[j.query_id].get(j.doc_id, 0) for j in graded.judgments]
     report = agreement(human, [j.score for j in graded.judgments], [j.grade for j in graded.judgments])
@@ -73,6 +78,8 @@ def check_against_qrels(
         "ndcg@10_base": base_means["ndcg@10"],
         "ndcg@10_reranked": rerank_means["ndcg@10"],
         "rerank_test": test.as_dict(),
+        "ndcg@10_fused": fused_means["ndcg@10"],
+        "fused_test": fused_test.as_dict(),
         "pairwise_accuracy": _pairwise(scores, qrels, base),
         "grade_histogram": graded.histogram(),
         **report.as_dict(),
@@ -81,6 +88,23 @@ def check_against_qrels(
 
 def _ranked(run: dict[str, float]) -> list[str]:
     return [did for did, _ in sorted(run.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def _fused(retriever: dict[str, float], grader: dict[str, float]) -> dict[str, float]:
+    """Mean of the two scores' z-scores over one query's documents (a failed grade counts as the lowest)."""
+    import numpy as np
+
+    ids = _ranked(retriever)
+    graded = np.array([grader[d] for d in ids], dtype=float)
+    finite = np.isfinite(graded)
+    graded[~finite] = graded[finite].min() if finite.any() else 0.0
+
+    def z(values: np.ndarray) -> np.ndarray:
+        spread = values.std()
+        return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+    fused = (z(np.array([retriever[d] for d in ids])) + z(graded)) / 2
+    return {d: float(f) - 1e-9 * rank for rank, (d, f) in enumerate(zip(ids, fused))}
 
 
 def _finite(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -6,6 +6,14 @@ retried with exponential backoff and jitter (``Retry-After`` honoured), at most
 ``max_retries`` times, after which the prompt is a counted failure. The API key comes
 from the environment variable named by ``api_key_env`` and is never stored. Label
 probabilities come from the first answer token's ``top_logprobs``.
+
+Continuation log-probabilities (query likelihood) use the completions endpoint with the
+prompt echoed and its log-probabilities (``echo: true, logprobs: 0, max_tokens: 1``):
+vLLM's and SGLang's OpenAI servers and llama-cpp-python's server (started with
+``--logits_all true``) return them; the continuation's tokens are those whose text
+offset lies at or past the end of the prefix. Servers that do not (OpenAI's hosted chat
+models, Ollama, llama.cpp's ``llama-server``) answer without prompt log-probabilities,
+and gradir stops with a message naming what is missing rather than grading on nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +28,18 @@ from typing import Any
 import httpx
 
 from gradir.errors import GradirError
-from gradir.llm.base import Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings, as_messages, logprob_weights, renormalise
+from gradir.llm.base import (
+    ContinuationLogprobs,
+    Generation,
+    LLMBackend,
+    LabelProbabilities,
+    Prompt,
+    SamplingSettings,
+    as_messages,
+    logprob_weights,
+    renormalise,
+    split_continuation,
+)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -83,7 +102,7 @@ class OpenAIBackend(LLMBackend):
                 "seed": settings.seed,
             }
 
-        def parse(answer: dict) -> Generation:
+        def parse(answer: dict, _prompt: Prompt) -> Generation:
             text = (answer["choices"][0]["message"].get("content") or "").strip()
             return Generation(text) if text else Generation(None, "empty completion")
 
@@ -100,7 +119,7 @@ class OpenAIBackend(LLMBackend):
                 "top_logprobs": self.top_logprobs,
             }
 
-        def parse(answer: dict) -> LabelProbabilities:
+        def parse(answer: dict, _prompt: Prompt) -> LabelProbabilities:
             content = (answer["choices"][0].get("logprobs") or {}).get("content") or []
             if not content:
                 return LabelProbabilities(None, "the server returned no logprobs")
@@ -109,7 +128,34 @@ class OpenAIBackend(LLMBackend):
 
         return self._run(prompts, body, parse, lambda reason: LabelProbabilities(None, reason))
 
-    def _run(self, prompts: Sequence[Prompt], body: Callable, parse: Callable, failure: Callable) -> list:
+    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str]) -> list[ContinuationLogprobs]:
+        texts = [split_continuation(p, c) for p, c in zip(prefixes, continuations)]
+        starts = {prefix + continuation: len(prefix) for prefix, continuation in texts}
+
+        def body(prompt: str) -> dict[str, Any]:
+            return {"model": self.model, "prompt": prompt, "echo": True, "logprobs": 0, "max_tokens": 1, "temperature": 0.0}
+
+        def parse(answer: dict, prompt: str) -> ContinuationLogprobs:
+            logprobs = answer["choices"][0].get("logprobs") or {}
+            tokens, values, offsets = (logprobs.get(k) or [] for k in ("tokens", "token_logprobs", "text_offset"))
+            if not values or not offsets or all(v is None for v in values):
+                raise GradirError(
+                    f"the server at {self.base_url} returned no prompt log-probabilities for {self.model} "
+                    "(the likelihood grader needs /v1/completions with echo and logprobs: vLLM, SGLang, or "
+                    "llama-cpp-python's server with --logits_all true)"
+                )
+            start, end = starts[prompt], len(prompt)
+            chosen = [v for v, o in zip(values, offsets) if start <= o < end and v is not None]
+            if not chosen:
+                return ContinuationLogprobs(None, "no token of the continuation among the echoed prompt tokens")
+            return ContinuationLogprobs(tuple(float(v) for v in chosen))
+
+        return self._run(
+            [p + c for p, c in texts], body, parse, lambda reason: ContinuationLogprobs(None, reason), endpoint="completions"
+        )
+
+    def _run(self, prompts: Sequence[Prompt], body: Callable, parse: Callable, failure: Callable,
+             endpoint: str = "chat/completions") -> list:
         async def main() -> list:
             limits = httpx.Limits(max_connections=self.concurrency)
             async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
@@ -117,15 +163,17 @@ class OpenAIBackend(LLMBackend):
 
                 async def one(prompt: Prompt):
                     async with gate:
-                        return await self._with_retries(lambda: self._post(client, body(prompt)), parse, failure)
+                        return await self._with_retries(
+                            lambda: self._post(client, body(prompt), endpoint), lambda answer: parse(answer, prompt), failure
+                        )
 
                 return await asyncio.gather(*(one(p) for p in prompts))
 
         return asyncio.run(main())
 
-    async def _post(self, client: httpx.AsyncClient, body: dict) -> dict:
+    async def _post(self, client: httpx.AsyncClient, body: dict, endpoint: str) -> dict:
         try:
-            response = await client.post(f"{self.base_url}/chat/completions", json=body)
+            response = await client.post(f"{self.base_url}/{endpoint}", json=body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Retryable(f"{type(exc).__name__}") from exc
         if response.status_code in RETRY_STATUS:

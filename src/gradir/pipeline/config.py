@@ -112,9 +112,14 @@ class MineSection(Section):
 class GradeSection(Section):
     """Graded labels 0-3 for the mined pairs."""
 
-    grader: Literal["llm", "cross-encoder", "level", "unverified"] = Field(
-        "llm", description="llm | cross-encoder | level | unverified (mined candidates taken as grade 0, unread)"
+    grader: Literal["likelihood", "llm", "cross-encoder", "level", "unverified"] = Field(
+        "likelihood",
+        description="likelihood (query likelihood, UPR) | llm (grade tokens 0-3) | cross-encoder | level | "
+        "unverified (mined candidates taken as grade 0, unread)",
     )
+    llm: str = Field("", description="LLM that grades (same spec as llm.backend); empty: llm.backend")
+    temperature: float = Field(0.5, gt=0, description="likelihood: p_relevant = exp((score - the query's best score) / temperature), nats per token")
+    max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 128, llm 400)")
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
     source_floor: int = Field(
@@ -176,6 +181,11 @@ class PipelineConfig(Section):
             problems.append((("grade", "grader"), 'grader "level" needs documents.enabled = true'))
         if self.grade.grader == "cross-encoder" and not self.grade.cross_encoder:
             problems.append((("grade", "grader"), 'grader "cross-encoder" needs grade.cross_encoder (a local folder)'))
+        if self.grade.llm:
+            try:
+                LLMSection(backend=self.grade.llm)
+            except ValidationError as exc:
+                problems.append((("grade", "llm"), _describe(exc.errors()[0])))
         if self.grade.balance and self.grade.grader != "llm":
             problems.append((("grade", "balance"), 'balancing needs grade.grader = "llm"'))
         if self.mine.skip_top >= self.mine.top_k:

@@ -46,6 +46,7 @@ class Context:
     root: Path
     collection: Collection
     _client: Any = None
+    _grade_client: Any = None
     _encoder: Any = None
     llm_counts: dict[str, int] = field(default_factory=dict)
 
@@ -61,14 +62,26 @@ class Context:
         if self._client is None:
             from gradir.llm import LLMClient, load_backend
 
-            llm = self.config.llm
-            backend = load_backend(
-                llm.backend, api_key_env=llm.api_key_env, concurrency=llm.concurrency,
-                timeout=llm.timeout, max_retries=llm.max_retries,
-            )
-            cache: Path | None | bool = (self.cache_dir if self.config.run.cache_dir else None) if llm.cache else False
-            self._client = LLMClient(backend, cache_dir=cache)
+            self._client = self._new_client(self.config.llm.backend)
         return self._client
+
+    def grade_client(self):
+        """The LLM that grades: ``grade.llm`` when set (e.g. a base model that scores), else the run's LLM."""
+        if not self.config.grade.llm or self.config.grade.llm == self.config.llm.backend:
+            return self.client()
+        if self._grade_client is None:
+            self._grade_client = self._new_client(self.config.grade.llm)
+        return self._grade_client
+
+    def _new_client(self, spec: str):
+        from gradir.llm import LLMClient, load_backend
+
+        llm = self.config.llm
+        backend = load_backend(
+            spec, api_key_env=llm.api_key_env, concurrency=llm.concurrency, timeout=llm.timeout, max_retries=llm.max_retries,
+        )
+        cache: Path | None | bool = (self.cache_dir if self.config.run.cache_dir else None) if llm.cache else False
+        return LLMClient(backend, cache_dir=cache)
 
     def encoder(self):
         if self._encoder is None:
@@ -79,28 +92,31 @@ class Context:
         return self._encoder
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for name in ("_client", "_grade_client"):
+            if getattr(self, name) is not None:
+                getattr(self, name).close()
+                setattr(self, name, None)
 
 
-def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], retries_before: int) -> dict[str, Any]:
+def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], retries_before: int, client=None) -> dict[str, Any]:
     """The LLM calls a stage made: new calls, answers from the cache, failures by reason, retries."""
-    counts = ctx.client().counts
+    client = client or ctx.client()
+    counts = client.counts
     calls, hits, failed, failures = before
     return {
         "llm_calls": counts.llm_calls - calls,
         "cache_hits": counts.cache_hits - hits,
         "failed": counts.failed - failed,
         "failures": {k: v - failures.get(k, 0) for k, v in counts.failures.items() if v - failures.get(k, 0)},
-        "retries": getattr(ctx.client().backend, "retries", 0) - retries_before,
-        "model": ctx.client().model_id,
+        "retries": getattr(client.backend, "retries", 0) - retries_before,
+        "model": client.model_id,
     }
 
 
-def _llm_snapshot(ctx: Context) -> tuple[tuple[int, int, int, dict[str, int]], int]:
-    counts = ctx.client().counts
-    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), getattr(ctx.client().backend, "retries", 0)
+def _llm_snapshot(ctx: Context, client=None) -> tuple[tuple[int, int, int, dict[str, int]], int]:
+    client = client or ctx.client()
+    counts = client.counts
+    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), getattr(client.backend, "retries", 0)
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
@@ -128,7 +144,7 @@ def generate_queries(ctx: Context) -> dict[str, Any]:
     settings = ctx.config.generate
     passage_ids = [row["doc_id"] for row in read_jsonl(ctx.path(PASSAGES))]
     before, retries = _llm_snapshot(ctx)
-    queries, rejected, failures, unfilled = [], Counter(), Counter(), 0
+    queries, rejected, failures, unfilled, shortened = [], Counter(), Counter(), 0, 0
     for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
         result = generate(
             {did: ctx.collection.documents[did] for did in ids}, ctx.client(), types=types,
@@ -139,12 +155,20 @@ def generate_queries(ctx: Context) -> dict[str, Any]:
         rejected.update(result.rejected)
         failures.update(result.failures)
         unfilled += result.unfilled
+        shortened += result.shortened
     _write_rows(ctx.path(QUERIES), as_rows(queries))
+    calls = _llm_summary(ctx, before, retries)
     return {
         "written": len(queries), "passages": len(passage_ids), "by_type": dict(Counter(q.type for q in queries)),
-        "rejected": dict(rejected), "answer_failures": dict(failures), "unfilled": unfilled,
-        **_llm_summary(ctx, before, retries),
+        "rejected": dict(rejected), "answer_failures": dict(failures), "unfilled": unfilled, "shortened": shortened,
+        **_yield(len(queries), unfilled, calls["llm_calls"] + calls["cache_hits"]), **calls,
     }
+
+
+def _yield(written: int, unfilled: int, answers: int) -> dict[str, float]:
+    """Query slots filled, and LLM answers (new or cached) per written query."""
+    return {"slot_yield": round(written / max(1, written + unfilled), 4),
+            "calls_per_query": round(answers / written, 3) if written else None}
 
 
 def _types_of_passages(passage_ids: list[str], types: list[str], per_passage: int) -> dict[tuple[str, ...], list[str]]:
@@ -238,10 +262,11 @@ def grade(ctx: Context) -> dict[str, Any]:
     pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in read_jsonl(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
-    client = ctx.client() if settings.grader == "llm" else None
-    before, retries = _llm_snapshot(ctx) if client else ((0, 0, 0, {}), 0)
+    client = ctx.grade_client() if settings.grader in ("llm", "likelihood") else None
+    before, retries = _llm_snapshot(ctx, client) if client else ((0, 0, 0, {}), 0)
     result = grade_pairs(pairs, documents, settings.grader, client=client,
-                         cross_encoder=settings.cross_encoder or None, samples=settings.samples)
+                         cross_encoder=settings.cross_encoder or None, samples=settings.samples,
+                         temperature=settings.temperature, max_passage_tokens=settings.max_passage_tokens or None)
     judgments = _with_source_floor(result.judgments, pairs, settings.source_floor)
     summary: dict[str, Any] = {
         "grader": settings.grader, "pairs": len(pairs), "histogram": result.histogram(),
@@ -263,7 +288,7 @@ def grade(ctx: Context) -> dict[str, Any]:
     write_judgments(ctx.path(JUDGMENTS), judgments)
     summary.update(written=len(judgments), final_histogram=grade_histogram(judgments))
     if client is not None:
-        summary.update(_llm_summary(ctx, before, retries))
+        summary.update(_llm_summary(ctx, before, retries, client))
     return summary
 
 
@@ -437,7 +462,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("mine", mine, ("filter",), lambda c: {**c.mine.model_dump(), **_encoding(c)}, (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
-          lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader == "llm" else {}), "seed": c.run.seed},
+          lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader in ("llm", "likelihood") else {}),
+                     "seed": c.run.seed},
           (JUDGMENTS,), description="grading the pairs 0-3"),
     Stage("train", train_model, ("grade",),
           lambda c: {**c.train.model_dump(exclude={"launcher", "save_steps"}), "seed": c.run.seed},

@@ -30,6 +30,34 @@ def clean(text: str) -> str:
     return line.strip("\"'`* ").strip()
 
 
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+_CLAUSE_END = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
+
+
+def fit_length(text: str, query_type: str | None = None, max_words: int = 40) -> str:
+    """A query over its type's word limit, cut to its first sentence, else to its leading clauses.
+
+    A small LLM often writes a good query and then keeps going ("Does X cause Y? This
+    study ..."; "vitamin d, bone density, elderly, fractures, ..."): keeping the first
+    sentence, or as many leading comma-separated parts as fit, saves the query instead
+    of discarding it. A text with no boundary inside the limit is returned unchanged
+    (and then rejected as too long).
+    """
+    limit = MAX_WORDS.get(query_type or "", max_words)
+    if len(_words(text)) <= limit:
+        return text
+    first = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
+    if 3 <= len(_words(first)) <= limit:
+        return first
+    kept = ""
+    for part in _CLAUSE_END.split(first):
+        candidate = f"{kept}, {part}" if kept else part
+        if len(_words(candidate)) > limit:
+            break
+        kept = candidate
+    return kept if len(_words(kept)) >= 3 else text
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gradir.collections.records import Document
 from gradir.llm import LLMClient, SamplingSettings
-from gradir.synth.filters import QueryFilter, clean
+from gradir.synth.filters import QueryFilter, clean, fit_length
 from gradir.synth.prompts import QUERY_TYPE_NAMES, builtin_examples, examples_for, query_messages, query_template, read_examples
 from gradir.synth.records import SyntheticQuery
 
@@ -30,6 +30,11 @@ class QueryGeneration:
     failures: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     unfilled: int = 0
+    shortened: int = 0  # answers over the length limit cut to their first sentence or clauses
+
+    @property
+    def slots(self) -> int:
+        return len(self.queries) + self.unfilled
 
 
 def truncate_passage(text: str, client: LLMClient, max_tokens: int) -> tuple[str, bool]:
@@ -98,13 +103,15 @@ def generate_queries(
                 still.append(slot)
                 continue
             text = clean(answer.text or "")
-            reason = check.reject_reason(text, documents[did].full_text, qtype)
+            fitted = fit_length(text, qtype)
+            result.shortened += fitted != text
+            reason = check.reject_reason(fitted, documents[did].full_text, qtype)
             if reason:
                 result.rejected[reason] += 1
                 still.append(slot)
                 continue
             accepted[slot] = SyntheticQuery(
-                f"{did}:{qtype}:{k}", text, qtype, did, qtype, client.model_id, setting.seed
+                f"{did}:{qtype}:{k}", fitted, qtype, did, qtype, client.model_id, setting.seed
             )
         pending = still
     result.queries = [accepted[s] for s in sorted(accepted)]

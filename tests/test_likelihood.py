@@ -1,0 +1,84 @@
+"""Query likelihood: the score is the mean log-probability of exactly the query's tokens."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradir.grading.likelihood import labels_from_scores, likelihood_prompt
+from gradir.llm import LLMClient, load_backend
+from gradir.llm.llamacpp_backend import default_gguf_path
+
+PASSAGE = "Vitamin D deficiency is associated with low bone mineral density in older adults."
+QUERIES = ["Does vitamin D affect bone density?", "What is the capital of France?"]
+
+
+@pytest.fixture(scope="module")
+def hf():
+    backend = load_backend(f"hf:{default_gguf_path()}")
+    yield backend
+    backend.close()
+
+
+def test_hf_scores_are_the_mean_log_probability_of_exactly_the_query_tokens(hf) -> None:
+    """Against a plain transformers forward pass over prompt + query, written out here."""
+    import torch
+
+    prefix = likelihood_prompt(PASSAGE)
+    scored = hf.continuation_logprobs([prefix] * 2, QUERIES)
+    tokenizer, model = hf.tokenizer, hf.model
+    for query, result in zip(QUERIES, scored):
+        head = [tokenizer.bos_token_id] + tokenizer.encode(prefix.rstrip(" "), add_special_tokens=False)
+        tail = tokenizer.encode(" " + query, add_special_tokens=False)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([head + tail])).logits[0].float()
+        expected = [torch.log_softmax(logits[len(head) - 1 + i], -1)[token].item() for i, token in enumerate(tail)]
+        assert result.ok and len(result.logprobs) == len(tail)
+        assert result.logprobs == pytest.approx(expected, abs=1e-4)
+        assert result.mean == pytest.approx(sum(expected) / len(expected), abs=1e-4)
+    assert scored[0].mean > scored[1].mean  # the related question is the likelier one
+
+
+def test_llama_cpp_agrees_with_transformers_and_shares_the_passage_prefix(hf, tmp_path) -> None:
+    llamacpp = load_backend("llamacpp")
+    prefix = likelihood_prompt(PASSAGE)
+    together = llamacpp.continuation_logprobs([prefix] * 2, QUERIES)  # one decode of the passage for both
+    alone = [llamacpp.continuation_logprobs([prefix], [q])[0] for q in QUERIES]
+    reference = hf.continuation_logprobs([prefix] * 2, QUERIES)
+    for shared, single, ref in zip(together, alone, reference):
+        assert len(shared.logprobs) == len(ref.logprobs)  # the same tokens: GGUF tokenizer = transformers' tokenizer
+        assert shared.logprobs == pytest.approx(single.logprobs, abs=1e-3)
+        assert shared.mean == pytest.approx(ref.mean, abs=0.25)  # Q4 kernels against de-quantised fp32
+    assert together[0].mean > together[1].mean
+
+    client = LLMClient(llamacpp, cache_dir=tmp_path, show_progress=False)
+    first = client.continuation_logprobs([prefix] * 2, QUERIES)
+    again = client.continuation_logprobs([prefix] * 2, QUERIES)
+    assert client.counts.llm_calls == 2 and client.counts.cache_hits == 2
+    assert [a.logprobs for a in again] == [f.logprobs for f in first]
+    client.close()
+
+
+def test_scores_become_labels_against_each_querys_best_candidate() -> None:
+    labels = labels_from_scores(["a", "a", "a", "b", "b"], [-1.0, -1.2, -3.0, -2.0, -2.5], temperature=0.5)
+    assert labels[0] == (1.0, 3) and labels[3] == (1.0, 3)  # each query's best
+    assert labels[1][0] == pytest.approx(math.exp(-0.4)) and labels[1][1] == 2  # 0.67
+    assert labels[4][0] == pytest.approx(math.exp(-1.0)) and labels[4][1] == 1  # 0.37
+    assert labels[2][0] == pytest.approx(math.exp(-4.0)) and labels[2][1] == 0
+
+
+def test_the_openai_path_reads_exactly_the_querys_tokens_from_a_real_server(llama_server: str, hf) -> None:
+    """The echoed prompt's tokens past the prefix are the query's tokens, no more, no fewer.
+
+    The values are not compared: llama-cpp-python's server (0.3.x) pairs each echoed token
+    with the logits of its own position instead of the one before, so its prompt
+    log-probabilities are shifted by one token (the README says so; vLLM's are right).
+    """
+    server = load_backend(f"openai:{llama_server}@smollm2", concurrency=2)
+    prefix = likelihood_prompt(PASSAGE)
+    scored = server.continuation_logprobs([prefix] * 2, QUERIES)
+    reference = hf.continuation_logprobs([prefix] * 2, QUERIES)
+    for result, ref in zip(scored, reference):
+        assert result.ok and len(result.logprobs) == len(ref.logprobs)
+        assert all(math.isfinite(v) and v <= 0.0 for v in result.logprobs)
