@@ -145,7 +145,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, scifact_slice: Path) 
     import json
 
     root = tmp_path_factory.mktemp("pipeline")
-    config = small_pipeline_config(root / "gradir.toml", scifact_slice, root / "cache")
+    config = small_pipeline_config(root / "gradir.toml", scifact_slice, root / "cache", extra="[grade]\ncheck_queries = 2\n")
     result = run_cli("run", config, "--out", root / "run", "--json")
     assert result.returncode == 0, result.stderr
     return root, config, json.loads(result.stdout)

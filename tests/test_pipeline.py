@@ -40,7 +40,10 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert {(j["query_id"], j["doc_id"]) for j in judgments} == {(p["query_id"], p["doc_id"]) for p in pairs}
     # The source passage is graded at least grade.source_floor (3 by default).
     assert all(j["grade"] == 3 for j in judgments if any(p["is_source"] and p["doc_id"] == j["doc_id"] and p["query_id"] == j["query_id"] for p in pairs))
-    assert stages["grade"]["summary"]["llm_calls"] + stages["grade"]["summary"]["cache_hits"] == len(pairs)
+    grading = stages["grade"]["summary"]
+    check = grading["check"]  # grade.check_queries = 2: the grader on 2 judged queries' base top 10
+    assert check["queries"] == 2 and check["pairs"] == 20 and 0.0 <= check["ndcg@10_reranked"] <= 1.0
+    assert grading["llm_calls"] + grading["cache_hits"] == len(pairs) + check["pairs"]
     assert stages["train"]["summary"]["steps"] == 4
     # The base figure is the one `gradir eval` gives on the same collection.
     evaluated = run_cli("eval", "--collection", scifact_slice, "--json")
@@ -50,8 +53,8 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert comparison["tuned"]["ndcg@10"] == pytest.approx(stages["evaluate"]["summary"]["ndcg@10"]["tuned"], abs=1e-6)
     assert (run / "model" / "model.safetensors").is_file()
     report = (run / "report.md").read_text()
-    for heading in ("Base against tuned", "Per-query wins and losses", "Grades", "Training", "Query types",
-                    "LLM calls and failures", "Sample of generated queries"):
+    for heading in ("Base against tuned", "Per-query wins and losses", "Grades", "The grader against the human judgments",
+                    "Training", "Query types", "LLM calls and failures", "Sample of generated queries"):
         assert f"## {heading}" in report
     log = (run / "log.txt").read_text()
     assert all(f"{name}: done" in log for name in STAGE_NAMES)

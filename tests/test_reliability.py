@@ -264,7 +264,9 @@ def test_a_run_through_a_faulty_server_completes_counts_failures_and_leaks_no_ke
         config = small_pipeline_config(
             tmp_path / "faulty.toml", scifact_slice, cache,
             extra=f'[llm]\nbackend = "openai:{proxy.url}@smollm2"\napi_key_env = "GRADIR_TEST_API_KEY"\n'
-                  "concurrency = 1\ntimeout = 30.0\nmax_retries = 1\n",
+                  "concurrency = 1\ntimeout = 30.0\nmax_retries = 1\n"
+                  # Grade tokens through the server (its echoed prompt log-probabilities are off by one token).
+                  '[grade]\ngrader = "llm"\n',
         )
         result = run_cli("run", config, "--out", tmp_path / "run", "--json", env={"GRADIR_TEST_API_KEY": secret})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -36,7 +36,7 @@ from gradir.synth.prompts import prompt_file
 from gradir.synth.queries import truncate_passage
 
 DEFAULT_TEMPERATURE = 0.5
-DEFAULT_MAX_PASSAGE_TOKENS = 128
+DEFAULT_MAX_PASSAGE_TOKENS = 256
 GRADE_CUTS = (0.25, 0.5, 0.75)  # p at or above the k-th cut: grade k + 1
 
 

@@ -78,6 +78,7 @@ class OpenAIBackend(LLMBackend):
         self.max_backoff = max_backoff
         self.top_logprobs = top_logprobs
         self.retries = 0
+        self._echoed = {"with": 0, "without": 0}  # answers with and without prompt log-probabilities
 
     @property
     def model_id(self) -> str:
@@ -139,11 +140,16 @@ class OpenAIBackend(LLMBackend):
             logprobs = answer["choices"][0].get("logprobs") or {}
             tokens, values, offsets = (logprobs.get(k) or [] for k in ("tokens", "token_logprobs", "text_offset"))
             if not values or not offsets or all(v is None for v in values):
-                raise GradirError(
-                    f"the server at {self.base_url} returned no prompt log-probabilities for {self.model} "
-                    "(the likelihood grader needs /v1/completions with echo and logprobs: vLLM, SGLang, or "
-                    "llama-cpp-python's server with --logits_all true)"
-                )
+                # One such answer may be a fault on the way; three with none ever right is the server.
+                self._echoed["without"] += 1
+                if self._echoed["with"] == 0 and self._echoed["without"] >= 3:
+                    raise GradirError(
+                        f"the server at {self.base_url} returned no prompt log-probabilities for {self.model} "
+                        "(the likelihood grader needs /v1/completions with echo and logprobs: vLLM, SGLang, or "
+                        "llama-cpp-python's server with --logits_all true)"
+                    )
+                return ContinuationLogprobs(None, "answer without prompt log-probabilities")
+            self._echoed["with"] += 1
             start, end = starts[prompt], len(prompt)
             chosen = [v for v, o in zip(values, offsets) if start <= o < end and v is not None]
             if not chosen:

@@ -119,11 +119,14 @@ class GradeSection(Section):
     )
     llm: str = Field("", description="LLM that grades (same spec as llm.backend); empty: llm.backend")
     temperature: float = Field(0.5, gt=0, description="likelihood: p_relevant = exp((score - the query's best score) / temperature), nats per token")
-    max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 128, llm 400)")
+    max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 256, llm 400)")
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
     source_floor: int = Field(
         3, ge=0, le=3, description="the passage a query was written from is graded at least this (0: trust the grader)"
+    )
+    check_queries: int = Field(
+        0, ge=0, description="also grade the base top 10 of this many judged eval-split queries and report agreement with the human qrels (0: off)"
     )
     balance: bool = Field(False, description="ask the LLM for documents at under-represented middle grades")
     budget: int = Field(100, ge=0, description="generations the balancing may spend")
@@ -186,6 +189,8 @@ class PipelineConfig(Section):
                 LLMSection(backend=self.grade.llm)
             except ValidationError as exc:
                 problems.append((("grade", "llm"), _describe(exc.errors()[0])))
+        if self.grade.check_queries and self.grade.grader not in ("likelihood", "llm", "cross-encoder"):
+            problems.append((("grade", "check_queries"), f'grader "{self.grade.grader}" cannot be checked against qrels'))
         if self.grade.balance and self.grade.grader != "llm":
             problems.append((("grade", "balance"), 'balancing needs grade.grader = "llm"'))
         if self.mine.skip_top >= self.mine.top_k:

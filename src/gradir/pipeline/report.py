@@ -149,7 +149,26 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
         "llm": llm,
         "samples": _samples(root, collection, judgments, config.run.seed),
         "stage_seconds": {name: entry.get("seconds") for name, entry in state.items()},
+        "grader_check": state.get("grade", {}).get("summary", {}).get("check"),
     }
+
+
+def _grader_check_rows(check: dict | None) -> list[list[str]]:
+    """One row of figures for the grader against the human judgments, or none when it was not checked."""
+    if not check:
+        return []
+    rerank, fused = check["rerank_test"], check["fused_test"]
+    accuracy = check["pairwise_accuracy"]["vs_unjudged"]["accuracy"]
+    return [[
+        str(check["queries"]), f"{check['ndcg@10_base']:.4f}",
+        f"{check['ndcg@10_reranked']:.4f} ({rerank['delta']:+.4f}, p {rerank['p_randomization']:.3f})",
+        f"{check['ndcg@10_fused']:.4f} ({fused['delta']:+.4f}, p {fused['p_randomization']:.3f})",
+        "–" if accuracy is None else f"{accuracy:.3f}", f"{check['spearman']:.3f}",
+    ]]
+
+
+GRADER_CHECK_HEADER = ["queries", "nDCG@10 base top 10", "reranked by the grader", "fused with the retriever",
+                       "pairwise accuracy (relevant > unjudged)", "Spearman ρ"]
 
 
 def _metric_rows(comparison: dict) -> list[tuple[str, float, float, float]]:
@@ -162,7 +181,8 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# gradir run report", "",
         f"Collection `{data['collection']}`, split `{comparison['split']}` ({comparison['base']['queries']} queries); "
-        f"loss `{config.train.loss}`, LLM `{config.llm.backend}`, grader `{config.grade.grader}`.", "",
+        f"loss `{config.train.loss}`, LLM `{config.llm.backend}`, grader `{config.grade.grader}`"
+        f" (`{config.grade.llm or config.llm.backend}`); encoding `{config.model.backend} {config.model.precision}`.", "",
         "## Base against tuned", "",
         "| metric | base | tuned | Δ |", "|---|---|---|---|",
         *[f"| {m} | {b:.4f} | {t:.4f} | {d:+.4f} |" for m, b, t, d in _metric_rows(comparison)], "",
@@ -175,6 +195,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "## Grades", "",
         "| judged pairs | 0 | 1 | 2 | 3 |", "|---|---|---|---|---|",
         *[f"| {k} | " + " | ".join(str(h.get(g, 0)) for g in "0123") + " |" for k, h in data["histograms"].items()], "",
+        *(["## The grader against the human judgments", "",
+            "| " + " | ".join(GRADER_CHECK_HEADER) + " |", "|---" * len(GRADER_CHECK_HEADER) + "|",
+            *["| " + " | ".join(row) + " |" for row in _grader_check_rows(data["grader_check"])], ""]
+          if data["grader_check"] else []),
         "## Training", "",
         f"`{data['training']['loss']}` on {data['training']['examples']} examples, {data['training']['steps']} steps, "
         f"{data['training']['seconds']:.0f} s; last logged loss {data['training']['final_loss']:.4f}.", "",
@@ -237,7 +261,8 @@ def render_html(data: dict[str, Any]) -> str:
 <h1>gradir run report</h1>
 <p>Collection <code>{e(data['collection'])}</code>, split <code>{e(comparison['split'])}</code>
 ({comparison['base']['queries']} queries); loss <code>{e(config.train.loss)}</code>, LLM <code>{e(config.llm.backend)}</code>,
-grader <code>{e(config.grade.grader)}</code>.</p>
+grader <code>{e(config.grade.grader)}</code> (<code>{e(config.grade.llm or config.llm.backend)}</code>);
+encoding <code>{e(config.model.backend)} {e(config.model.precision)}</code>.</p>
 <section id="metrics"><h2>Base against tuned</h2>
 {table(["metric", "base", "tuned", "Δ"], [[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)])}
 {table(["paired test", "wins", "losses", "ties", "p (t-test)", "p (randomisation)"],
@@ -245,7 +270,9 @@ grader <code>{e(config.grade.grader)}</code>.</p>
 </section>
 <section id="per-query"><h2>Per-query wins and losses</h2>{image("per-query", "per-query change in nDCG@10")}</section>
 <section id="grades"><h2>Grades</h2>{image("grades", "grade histograms")}
-{table(["judged pairs", "0", "1", "2", "3"], [[k, *[h.get(g, 0) for g in "0123"]] for k, h in data["histograms"].items()])}</section>
+{table(["judged pairs", "0", "1", "2", "3"], [[k, *[h.get(g, 0) for g in "0123"]] for k, h in data["histograms"].items()])}
+{("<h3>The grader against the human judgments</h3>" + table(GRADER_CHECK_HEADER, _grader_check_rows(data["grader_check"])))
+ if data["grader_check"] else ""}</section>
 <section id="training"><h2>Training</h2>
 <p><code>{e(training['loss'])}</code> on {training['examples']} examples, {training['steps']} steps, {training['seconds']:.0f} s;
 last logged loss {training['final_loss']:.4f}.</p>{image("training", "training loss curve")}</section>

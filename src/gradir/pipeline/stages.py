@@ -287,9 +287,27 @@ def grade(ctx: Context) -> dict[str, Any]:
         raise GradirError("grading produced no judgments (every pair failed); see the failures in the log")
     write_judgments(ctx.path(JUDGMENTS), judgments)
     summary.update(written=len(judgments), final_histogram=grade_histogram(judgments))
+    if settings.check_queries:
+        summary["check"] = _check_grader(ctx, client)
     if client is not None:
         summary.update(_llm_summary(ctx, before, retries, client))
     return summary
+
+
+def _check_grader(ctx: Context, client) -> dict[str, Any]:
+    """The grader on the eval split's judged queries: reranking the base top 10, pairwise accuracy, agreement."""
+    from gradir.grading.check import check_against_qrels
+    from gradir.grading.grade import grade_pairs
+
+    settings = ctx.config.grade
+    result = check_against_qrels(
+        ctx.collection, ctx.config.eval.split,
+        lambda pairs: grade_pairs(pairs, ctx.collection.documents, settings.grader, client=client,
+                                  cross_encoder=settings.cross_encoder or None, samples=settings.samples,
+                                  temperature=settings.temperature, max_passage_tokens=settings.max_passage_tokens or None),
+        queries=settings.check_queries, top_k=10, seed=ctx.config.run.seed, encoder=ctx.encoder(),
+    )
+    return {k: v for k, v in result.items() if k not in ("confusion", "human_grades")}
 
 
 def _with_source_floor(judgments: list, pairs: list, floor: int) -> list:
