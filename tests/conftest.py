@@ -111,6 +111,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def hf_smollm2():
+    """The embedded GGUF through transformers (de-quantised once per session: it takes ~25 s on 2 cores)."""
+    from gradir.llm import load_backend
+
+    backend = load_backend(f"hf:{default_gguf_path()}")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
 def llama_server():
     """A real llama.cpp OpenAI-compatible server on 127.0.0.1, stopped after the tests."""
     port = free_port()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli, shared_collection, write_scifact_slice
+from conftest import TINY, run_cli, write_scifact_slice
 from gradir.collections import load_collection
 from gradir.collections.records import Document, Query
 from gradir.grading import agreement, normalise_scores

@@ -8,17 +8,14 @@ import pytest
 
 from gradir.grading.likelihood import labels_from_scores, likelihood_prompt
 from gradir.llm import LLMClient, load_backend
-from gradir.llm.llamacpp_backend import default_gguf_path
 
 PASSAGE = "Vitamin D deficiency is associated with low bone mineral density in older adults."
 QUERIES = ["Does vitamin D affect bone density?", "What is the capital of France?"]
 
 
 @pytest.fixture(scope="module")
-def hf():
-    backend = load_backend(f"hf:{default_gguf_path()}")
-    yield backend
-    backend.close()
+def hf(hf_smollm2):
+    return hf_smollm2
 
 
 def test_hf_scores_are_the_mean_log_probability_of_exactly_the_query_tokens(hf) -> None:

@@ -9,7 +9,6 @@ import pytest
 from conftest import free_port
 from gradir.errors import GradirError
 from gradir.llm import LLMClient, SamplingSettings, load_backend
-from gradir.llm.llamacpp_backend import default_gguf_path
 
 LABELS = ["0", "1", "2", "3"]
 PROMPTS = ["Name one fruit.", "What colour is the sky on a clear day?"]
@@ -100,9 +99,9 @@ def test_bad_specs_are_clear_errors(spec: str, message: str) -> None:
         load_backend(spec)
 
 
-def test_hf_backend_agrees_with_llama_cpp_on_the_same_model(llamacpp) -> None:
+def test_hf_backend_agrees_with_llama_cpp_on_the_same_model(llamacpp, hf_smollm2) -> None:
     """transformers (de-quantised GGUF) and llama.cpp are independent implementations of one model."""
-    hf = load_backend(f"hf:{default_gguf_path()}")
+    hf = hf_smollm2
     prompt = ["Answer with a digit from 0 to 3: how many legs has a bird?"]
     ours = hf.label_probabilities(prompt, LABELS)[0]
     reference = llamacpp.label_probabilities(prompt, LABELS)[0]

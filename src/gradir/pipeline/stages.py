@@ -60,8 +60,6 @@ class Context:
     def client(self):
         """The LLM client, loaded once per run (the embedded GGUF takes seconds to load)."""
         if self._client is None:
-            from gradir.llm import LLMClient, load_backend
-
             self._client = self._new_client(self.config.llm.backend)
         return self._client
 
