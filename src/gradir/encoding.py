@@ -13,6 +13,7 @@ int8 vector is not an fp32 vector.
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,10 +82,15 @@ class Encoder:
         if cache_dir is not False:
             self._cache = EmbeddingCache(directory, self.cache_namespace())
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """The model's content hash, computed once: the cache key and the export both need it."""
+        return model_fingerprint(self.model_path)
+
     def cache_namespace(self) -> str:
         """Model content fingerprint plus the settings that change vectors."""
         settings = (
-            f"{model_fingerprint(self.model_path)}|max_seq_length={self.max_seq_length}|normalized"
+            f"{self.fingerprint}|max_seq_length={self.max_seq_length}|normalized"
             f"|{self.backend}-{self.precision}"
         )
         return hashlib.blake2b(settings.encode(), digest_size=16).hexdigest()
@@ -98,7 +104,7 @@ class Encoder:
             if self.max_seq_length is not None:
                 self._model.max_seq_length = self.max_seq_length
             if self.backend != "torch":
-                file = export_file(self._model, self.model_path, self.backend, self.precision, self.exports_dir)
+                file = export_file(self._model, self.model_path, self.fingerprint, self.backend, self.precision, self.exports_dir)
                 use_runtime(self._model, file, self.backend)
         return self._model
 

@@ -80,10 +80,11 @@ def check_runtime(backend: str, precision: str) -> None:
         raise GradirError("precision int8 needs backend onnx or openvino (PyTorch encodes in fp32)")
 
 
-def export_file(model: SentenceTransformer, model_path: Path, backend: str, precision: str, cache_dir: Path) -> Path:
-    """The exported file of ``model`` for a runtime, exported first if no valid export exists."""
+def export_file(
+    model: SentenceTransformer, model_path: Path, fingerprint: str, backend: str, precision: str, cache_dir: Path
+) -> Path:
+    """The exported file of ``model`` (content ``fingerprint``) for a runtime, exported first if no valid export exists."""
     relative = _FILES[backend, precision]
-    fingerprint = model_fingerprint(model_path)
     for root in (model_path, cache_dir / "exports" / fingerprint):
         if _valid_export(root, relative, fingerprint):
             return root / relative

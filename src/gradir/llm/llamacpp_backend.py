@@ -216,8 +216,13 @@ class LlamaCppBackend(LLMBackend):
                 rows = [first] + [self._log_softmax(r) for r in self._decode(tokens[:-1], len(prefix_tokens), only_last=False)]
                 results[i] = ContinuationLogprobs(tuple(float(row[t]) for row, t in zip(rows, tokens)))
         self.llm.reset()  # the Llama object's own bookkeeping must not trust the KV cache left here
-        self._decode([], 0, only_last=True)
+        self._clear_memory()
         return [r for r in results if r is not None]
+
+    def _clear_memory(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
 
     def _forget_from(self, position: int) -> None:
         import llama_cpp
@@ -229,7 +234,7 @@ class LlamaCppBackend(LLMBackend):
         import llama_cpp
 
         if start == 0:
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
+            self._clear_memory()
         batch = self.llm._batch.batch
         rows = []
         n_batch = self.llm.n_batch
