@@ -11,6 +11,7 @@ from scipy import linalg
 from torch import nn
 
 from gradir.losses import BiXSELoss, InfoNCELoss, ListwiseKLLoss, MarginMSELoss, WassersteinLoss
+from gradir.losses.base import JudgedPairs
 from gradir.losses.wasserstein import emd_1d
 
 IDENTITY = nn.Identity()
@@ -56,16 +57,42 @@ def test_bixse_known_value() -> None:
     assert value == pytest.approx(expected, rel=1e-6)  # the scale is stored as a float32 log
 
 
-def test_bixse_uses_the_judged_label_of_a_duplicate_in_batch_document() -> None:
-    # Query 1's second document is the same document as query 0's first (label 1.0 for query 0).
+def test_judged_pairs_look_up_labels_and_give_zero_elsewhere() -> None:
+    table = JudgedPairs.from_triples([(0, 3, 0.5), (1, 0, 1.0), (0, 0, 0.25)])
+    matrix = table.matrix(torch.tensor([0, 1, 2]), torch.tensor([0, 3, 7]), torch.float64)
+    assert matrix.tolist() == [[0.25, 0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+def test_in_batch_documents_judged_for_a_query_take_their_judged_label() -> None:
+    # Query 0's positive (document 7) is also query 1's second document; query 1 is judged
+    # for document 7 at 0.5 and query 0 for query 1's first document (5) at 0.25.
     d2 = torch.stack([D2[0], D1[0]])
-    labels = torch.tensor([[1.0, 0.0], [0.5, 0.0]], dtype=torch.float64)
-    loss = BiXSELoss(IDENTITY).double()
-    documents = torch.cat([D1, d2])
-    own = torch.tensor([[0, 2], [1, 3]])
-    targets = loss.targets(labels, documents, own)
-    assert targets[0].tolist() == [1.0, 0.0, 0.0, 1.0]  # column 3 is query 0's positive again
-    assert targets[1].tolist() == [0.0, 0.5, 0.0, 0.0]
+    labels = torch.tensor([[1.0, 0.0], [1.0, 0.5]], dtype=torch.float64)
+    ids = torch.tensor([[0, 7, 9], [1, 5, 7]], dtype=torch.float64)  # query, document_1, document_2
+    judged = JudgedPairs.from_triples([(0, 7, 1.0), (0, 9, 0.0), (0, 5, 0.25), (1, 5, 1.0), (1, 7, 0.5)])
+    plain = BiXSELoss(IDENTITY, init_scale=10.0, init_bias=-3.0).double()
+    with_ids = BiXSELoss(IDENTITY, init_scale=10.0, init_bias=-3.0).double()
+    with_ids.use_judgments(judged)
+    value = with_ids.compute_loss_from_embeddings([Q, D1, d2], torch.cat([labels, ids], dim=1)).item()
+    q, docs = np_unit(Q), np.concatenate([np_unit(D1), np_unit(d2)])  # columns: 7, 5, 9, 7
+    sig = 1 / (1 + np.exp(-(10.0 * q @ docs.T - 3.0)))
+    y = np.array([[1.0, 0.25, 0.0, 1.0], [0.5, 1.0, 0.0, 0.5]])
+    expected = -np.mean(np.sum(y * np.log(sig) + (1 - y) * np.log(1 - sig), axis=1))
+    assert value == pytest.approx(expected, rel=1e-6)
+    # Without the table the same batch counts the other rows' documents as 0.
+    assert plain.compute_loss_from_embeddings([Q, D1, d2], labels).item() != pytest.approx(value, rel=1e-3)
+
+
+def test_infonce_leaves_out_an_in_batch_document_judged_relevant_for_the_query() -> None:
+    # Query 1's positive (document 4) is judged relevant for query 0 too: not a negative of query 0.
+    loss = InfoNCELoss(IDENTITY, scale=20.0)
+    loss.use_judgments(JudgedPairs.from_triples([(0, 3, 1.0), (0, 4, 1.0), (1, 4, 1.0)]))
+    ids = torch.tensor([[0, 3], [1, 4]], dtype=torch.float64)
+    value = loss.compute_loss_from_embeddings([Q, D1], ids).item()
+    logits = 20.0 * np_unit(Q) @ np_unit(D1).T
+    expected = np.mean([-(logits[0, 0] - np.log(np.exp(logits[0, :1]).sum())),
+                        -(logits[1, 1] - np.log(np.exp(logits[1]).sum()))])
+    assert value == pytest.approx(expected, abs=1e-9)
 
 
 def test_bixse_scale_and_bias_are_learnable_parameters() -> None:
@@ -124,10 +151,10 @@ def test_listwise_kl_known_value_and_false_negative_mask() -> None:
 
 def test_margin_mse_known_value() -> None:
     teacher = torch.tensor([[0.9, 0.1], [0.8, 0.6]], dtype=torch.float64)
-    value = MarginMSELoss(IDENTITY).compute_loss_from_embeddings([Q, D1, D2], teacher).item()
+    value = MarginMSELoss(IDENTITY, init_scale=4.0).compute_loss_from_embeddings([Q, D1, D2], teacher).item()
     s1, s2 = np.sum(np_unit(Q) * np_unit(D1), 1), np.sum(np_unit(Q) * np_unit(D2), 1)
-    expected = np.mean(((s1 - s2) - (teacher[:, 0] - teacher[:, 1]).numpy()) ** 2)
-    assert value == pytest.approx(expected, abs=1e-12)
+    expected = np.mean((4.0 * (s1 - s2) - (teacher[:, 0] - teacher[:, 1]).numpy()) ** 2)
+    assert value == pytest.approx(expected, rel=1e-6)  # the scale is stored as a float32 log
 
 
 def graded_losses() -> list[tuple[str, nn.Module]]:

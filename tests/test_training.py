@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import TINY, run_cli, shared_collection
 from gradir.collections import load_collection
@@ -46,7 +47,7 @@ def test_bad_judgments_name_the_row(tmp_path: Path) -> None:
 def test_every_loss_sees_the_same_queries_and_positives(loss: str) -> None:
     collection = load_collection(TINY)
     judgments = judgments_from_qrels(collection, "test")
-    dataset = assemble_training_set(judgments, collection.documents, loss, list_size=3, seed=1)
+    dataset = assemble_training_set(judgments, collection.documents, loss, list_size=3, threshold=1, seed=1).dataset
     assert dataset.num_rows == 4  # one row per document of grade >= 1
     first_column = "positive" if loss == "infonce" else "document_1"
     assert dataset.column_names[:2] == ["query", first_column]
@@ -54,6 +55,40 @@ def test_every_loss_sees_the_same_queries_and_positives(loss: str) -> None:
         assert sorted(row[0] for row in dataset["label"]) == [1.0, 1.0, 2.0, 2.0]
     if loss == "bixse":
         assert all(row[0] >= row[1] and row[0] >= row[2] for row in dataset["label"])
+    # After the labels (none for infonce): the query's index and each document's index.
+    width = 3 + 1 if loss == "infonce" else 2 * 3 + 1
+    assert {len(row) for row in dataset["label"]} == {width}
+
+
+def _judgment(qid: str, did: str, grade: int, p: float):
+    from gradir.judgments import Judgment
+
+    return Judgment(qid, f"text of {qid}", did, grade, p, "test", p)
+
+
+def test_listwise_lists_span_the_teacher_order_and_fillers_are_counted() -> None:
+    collection = load_collection(TINY)
+    judgments = [_judgment("q1", "d1", 3, 1.0), _judgment("q1", "d2", 2, 0.7), _judgment("q1", "d3", 1, 0.4),
+                 _judgment("q1", "d4", 1, 0.3), _judgment("q1", "d5", 0, 0.1), _judgment("q2", "d2", 3, 0.9)]
+    built = assemble_training_set(judgments, collection.documents, "listwise_kl", list_size=3, threshold=3)
+    first, second = built.dataset["label"]
+    # q1's others ranked by the teacher (d2 .7, d3 .4, d4 .3, d5 .1) taken at the two ends.
+    assert first[:3] == pytest.approx([1.0, 0.7, 0.1])
+    # q2 has one judged document: two fillers from the corpus, grade 0, and counted.
+    assert second[:3] == pytest.approx([0.9, 0.0, 0.0])
+    assert built.summary() == {"rows": 2, "queries": 2, "filler_documents": 2}
+    # Another row's document judged for a query keeps its judged label in the pair table.
+    q1, d2 = int(first[3]), int(first[5])
+    assert built.judged.matrix(torch.tensor([q1]), torch.tensor([d2]), torch.float64).item() == pytest.approx(0.7)
+
+
+def test_a_list_longer_than_the_corpus_allows_is_a_clear_error() -> None:
+    from gradir.errors import GradirError
+
+    collection = load_collection(TINY)
+    judgments = [_judgment("q1", "d1", 3, 1.0)]
+    with pytest.raises(GradirError, match=r"query 'q1'.*corpus has only 5"):
+        assemble_training_set(judgments, collection.documents, "bixse", list_size=8)
 
 
 def test_train_on_nfcorpus_judgments_gives_a_model_that_loads_and_scores(tmp_path: Path) -> None:
@@ -99,7 +134,8 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     write_judgments(judgments, judgments_from_qrels(collection, "test"))
     out = tmp_path / "model"
     common = ["train", "--judgments", judgments, "--collection", TINY, "--loss", "infonce", "--out", out,
-              "--batch-size", "2", "--list-size", "2", "--save-steps", "2", "--epochs", "10", "--json"]
+              "--batch-size", "2", "--list-size", "2", "--save-steps", "2", "--epochs", "10", "--threshold", "1",
+              "--validation-share", "0", "--json"]
     first = run_cli(*common, "--max-steps", "2")
     assert first.returncode == 0, first.stderr
     assert (out / ".checkpoints" / "checkpoint-2").is_dir()
@@ -139,3 +175,73 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
                      "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["settings"]["mini_batch_size"] == 2
+
+
+def test_a_training_set_smaller_than_the_batch_trains_and_an_empty_one_is_a_clear_error(tmp_path: Path) -> None:
+    collection = load_collection(TINY)
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    common = ["train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--list-size", "2",
+              "--validation-share", "0", "--json"]
+    small = run_cli(*common, "--out", tmp_path / "m", "--batch-size", "16")
+    assert small.returncode == 0, small.stderr
+    assert "fewer than the batch size 16: training with batches of 2" in small.stderr
+    assert json.loads(small.stdout)["steps"] >= 1
+    empty = run_cli(*common, "--out", tmp_path / "e", "--threshold", "3")
+    assert empty.returncode == 2
+    assert "no judgment reaches grade 3" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_loss_parameters_train_at_their_own_rate_and_survive_a_resume(tmp_path: Path) -> None:
+    collection = load_collection(TINY)
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    out = tmp_path / "m"
+    common = ["train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", out,
+              "--list-size", "2", "--batch-size", "2", "--threshold", "1", "--validation-share", "0",
+              "--save-steps", "2", "--epochs", "10", "--max-steps", "2", "--json"]
+    first = run_cli(*common)
+    assert first.returncode == 0, first.stderr
+    trained = json.loads(first.stdout)["loss_parameters"]
+    # 2 steps at the loss learning rate 0.05 move the bias visibly off -10 (at 2e-5 it would not).
+    assert abs(trained["bias"] + 10.0) > 0.02
+    saved = json.loads((out / ".checkpoints" / "checkpoint-2" / "loss_parameters.json").read_text())
+    assert saved == pytest.approx(trained)
+    resumed = run_cli(*common, "--resume")  # nothing left to train: the restored values stand
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["loss_parameters"] == pytest.approx(trained)
+
+
+def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_path: Path) -> None:
+    """A learning rate that wrecks the model: the run falls back towards the base and says so."""
+    from sentence_transformers import SentenceTransformer
+
+    from gradir.judgments import judgments_from_qrels as from_qrels
+    from gradir.models import default_model_path
+    from gradir.training import TrainSettings, train
+    from gradir.training.validation import hold_out
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    judgments = from_qrels(nfcorpus, "train", max_queries=20, seed=0)
+    path = tmp_path / "judgments.jsonl"
+    write_judgments(path, judgments)
+    settings = TrainSettings(max_steps=4, batch_size=8, list_size=2, learning_rate=0.3, validation_share=0.3,
+                             validation_documents=150)
+    result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
+    selection = result.selection
+    assert selection["validation"]["queries"] >= 2
+    assert [c["alpha"] for c in selection["interpolation"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    tuned = selection["interpolation"][-1]["ndcg@10"]
+    assert tuned < selection["base"]  # the wrecked model is worse on the held-out queries...
+    assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
+    # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.
+    _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=2, seed=0,
+                             max_documents=150)
+    saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
+    assert validation.score(saved) == pytest.approx(selection["score"], abs=1e-4)
+    if selection["output"] == "base":
+        base = SentenceTransformer(str(default_model_path()), local_files_only=True)
+        assert validation.score(base) == pytest.approx(selection["score"], abs=1e-6)
+    training = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert training["selection"]["alpha"] == selection["alpha"]
+    assert "Output: **" in (tmp_path / "m" / "README.md").read_text()

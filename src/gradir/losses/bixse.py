@@ -7,11 +7,12 @@ For the local queries q_i and every document d_j of the (gathered) batch:
 
 y_ij is the soft label of the pair (the graded probability, e.g. expected grade / 3)
 when d_j is one of query i's labelled documents, and 0 for the in-batch documents of
-other queries — unless that document is itself one of query i's labelled documents
-(the same text, found by identical embeddings), in which case its label is used. One
-labelled document per query is enough; hard negatives with their graded labels may be
-added as further columns. b starts negative (-10) because most pairs are negatives;
-s starts at 20.
+other queries — unless the batch carries document ids and d_j is judged for query i
+(another row's positive of the same query, a shared candidate), in which case its
+judged label is used. One labelled document per query is enough; hard negatives with
+their graded labels may be added as further columns. b starts negative (-10) because
+most pairs are negatives; s starts at 20. s and b are loss parameters: gradir's trainer
+gives them their own learning rate and saves them with each checkpoint.
 
 Reference: Tsirigotis et al., "BiXSE: Improving Dense Retrieval via Probabilistic
 Graded Relevance Distillation", arXiv 2508.06781 (2025); Zhai et al., "Sigmoid Loss
@@ -34,9 +35,6 @@ from torch import Tensor, nn
 
 from gradir.losses.base import BiEncoderLoss, gathered_documents
 
-SAME_DOCUMENT_COSINE = 1.0 - 1e-5
-
-
 class BiXSELoss(BiEncoderLoss):
     def __init__(
         self,
@@ -53,22 +51,11 @@ class BiXSELoss(BiEncoderLoss):
         self.positive_weight = positive_weight
         self.negative_weight = negative_weight
 
-    def targets(self, labels: Tensor, documents: Tensor, own: Tensor) -> Tensor:
-        """(B, N*K) targets: own labels, 0 elsewhere, the own label again for a duplicate of an own document."""
-        batch, columns = labels.shape
-        targets = labels.new_zeros(batch, documents.size(0))
-        own_documents = documents[own.reshape(-1)].reshape(batch, columns, -1)
-        # cos(own document k of query i, batch document j) ~ 1 means the same document.
-        same = torch.einsum("ikd,jd->ikj", own_documents.detach(), documents.detach()) >= SAME_DOCUMENT_COSINE
-        duplicate_labels = torch.where(same, labels[:, :, None], torch.zeros_like(labels[:, :, None]))
-        targets = torch.maximum(targets, duplicate_labels.amax(dim=1))
-        return targets.scatter(1, own, labels)
-
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries, labels = self.queries_and_labels(embeddings, labels, "bixse")
-        labels = labels.clamp(0.0, 1.0)
+        queries, labels, in_batch = self.queries_and_labels(embeddings, labels, "bixse")
         documents, own = gathered_documents(embeddings[1:], queries.size(0))
-        targets = self.targets(labels, documents, own)
+        targets = labels.new_zeros(queries.size(0), documents.size(0)) if in_batch is None else in_batch
+        targets = targets.scatter(1, own, labels).clamp(0.0, 1.0)
         logits = self.log_scale.exp() * queries @ documents.T + self.bias
         log_p = nn.functional.logsigmoid(logits)
         log_not_p = nn.functional.logsigmoid(-logits)

@@ -6,8 +6,11 @@ the (gathered) batch, C:
     L = -1/B Σ_i log( exp(s·cos(q_i, p_i)) / Σ_{c∈C} exp(s·cos(q_i, c)) )
 
 with scale s = 1/τ = 20 (sentence-transformers' MultipleNegativesRankingLoss default).
-Labels are not used: the first document column holds the positives, the others hard
-negatives (the training-set assembler binarises graded judgments for it).
+The first document column holds the positives, the others hard negatives (the
+training-set assembler binarises graded judgments for it). No labels are needed; when
+the batch carries ids (gradir's training set), an in-batch document judged relevant for
+query i, other than its own positive, is left out of C for query i rather than counted
+as a negative.
 
 Reference: van den Oord et al., "Representation Learning with Contrastive Predictive
 Coding" (2018); Henderson et al. (2017) for in-batch negatives in retrieval.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
+from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize, split_labels
 
 
 class InfoNCELoss(BiEncoderLoss):
@@ -38,4 +41,9 @@ class InfoNCELoss(BiEncoderLoss):
         queries = normalize(embeddings[0])
         candidates, own = gathered_documents(embeddings[1:], queries.size(0))
         logits = self.scale * queries @ candidates.T
+        _, query_ids, document_ids = split_labels(labels, len(embeddings) - 1)
+        judged = self.in_batch_labels(query_ids, document_ids, logits.dtype)
+        if judged is not None:
+            false_negative = (judged > 0).scatter(1, own[:, :1], False)
+            logits = logits.masked_fill(false_negative, float("-inf"))
         return nn.functional.cross_entropy(logits, own[:, 0])

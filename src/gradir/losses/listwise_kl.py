@@ -8,7 +8,8 @@ t_ik (normalised to [0, 1] by the grader):
     L     = L_KL + λ · L_NCE
 
 with τ_t = 0.3, τ_s = 0.05, λ = 0.1, τ = 0.01. C_i holds the in-batch source passages
-and every hard negative of the (gathered) batch, without query i's own hard negatives
+and every hard negative of the (gathered) batch, without the documents judged for query
+i (its own list and, when the batch carries ids, other rows' documents judged for it)
 whose teacher score exceeds 0.6 × its top teacher score (likely false negatives).
 
 Reference: Tamber et al., "Conventional Contrastive Learning Often Falls Short:
@@ -49,7 +50,7 @@ class ListwiseKLLoss(BiEncoderLoss):
         self.false_negative_ratio = false_negative_ratio
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries, teacher = self.queries_and_labels(embeddings, labels, "listwise_kl")
+        queries, teacher, in_batch = self.queries_and_labels(embeddings, labels, "listwise_kl")
         local_documents = torch.stack([normalize(d) for d in embeddings[1:]], dim=1)  # (B, K, D)
         student = torch.einsum("bd,bkd->bk", queries, local_documents)
         kl = nn.functional.kl_div(
@@ -65,7 +66,10 @@ class ListwiseKLLoss(BiEncoderLoss):
         threshold = self.false_negative_ratio * teacher.max(dim=1, keepdim=True).values
         likely_positive = teacher > threshold
         likely_positive[:, 0] = False  # the source passage is the target, never masked
-        mask = torch.zeros_like(logits, dtype=torch.bool).scatter(1, own, likely_positive)
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        if in_batch is not None:
+            mask = in_batch > threshold
+        mask = mask.scatter(1, own, likely_positive)
         logits = logits.masked_fill(mask, float("-inf"))
         nce = nn.functional.cross_entropy(logits, own[:, 0])
         return kl + self.infonce_weight * nce

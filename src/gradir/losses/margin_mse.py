@@ -2,12 +2,19 @@
 
 For query q with positive p, hard negatives n_1..n_M and teacher scores t:
 
-    L = 1/(B·M) Σ_i Σ_m ( (cos(q_i, p_i) − cos(q_i, n_im)) − (t_ip − t_im) )²
+    L = 1/(B·M) Σ_i Σ_m ( s·(sim(q_i, p_i) − sim(q_i, n_im)) − (t_ip − t_im) )²,   s = exp(log_s)
+
+The reference form (Hofstätter et al.; GPL) regresses unnormalised dot-product margins
+onto raw cross-encoder margins, whose scales happen to match. gradir's students are
+often cosine models (margins ≈ 0.1–0.3) and its teachers give labels on their own
+scale (p_relevant in [0, 1]), so a learnable scale s (a loss parameter, initialised at
+5, trained at the loss learning rate) maps one onto the other; only the ordering and
+relative size of the margins is learnt by the encoder. sim is the dot product of the
+model's embeddings (the cosine for a model that normalises them).
 
 Reference: Hofstätter et al., "Improving Efficient Neural Ranking Models with
 Cross-Architecture Knowledge Distillation" (2020); Wang et al., "GPL: Generative
 Pseudo Labeling for Unsupervised Domain Adaptation of Dense Retrieval" (2022).
-Cosine similarity matches teacher scores normalised to [0, 1] by gradir's graders.
 
 Example::
 
@@ -18,17 +25,23 @@ Example::
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import math
 
-from gradir.losses.base import BiEncoderLoss, normalize
+import torch
+from torch import Tensor, nn
+
+from gradir.losses.base import BiEncoderLoss
 
 
 class MarginMSELoss(BiEncoderLoss):
+    def __init__(self, model: nn.Module, init_scale: float = 5.0, learnable: bool = True):
+        super().__init__(model)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
+
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries, teacher = self.queries_and_labels(embeddings, labels, "margin_mse")
-        documents = torch.stack([normalize(d) for d in embeddings[1:]], dim=1)
-        student = torch.einsum("bd,bkd->bk", queries, documents)
-        student_margin = student[:, :1] - student[:, 1:]
+        _, teacher, _ = self.queries_and_labels(embeddings, labels, "margin_mse")
+        documents = torch.stack(embeddings[1:], dim=1)
+        student = torch.einsum("bd,bkd->bk", embeddings[0], documents)
+        student_margin = self.log_scale.exp() * (student[:, :1] - student[:, 1:])
         teacher_margin = teacher[:, :1] - teacher[:, 1:]
         return (student_margin - teacher_margin).pow(2).mean()

@@ -1,7 +1,8 @@
 """Wasserstein listwise loss on documents at several relevance levels (SyCL).
 
 For the local queries q_i and every document d_j of the (gathered) batch, with the
-grade g_ij of query i's own documents and 0 for the documents of other queries:
+grade g_ij of query i's own documents, the judged grade of other rows' documents that
+are judged for query i (when the batch carries ids), and 0 for the rest:
 
     P_i = softmax_j( cos(q_i, d_j) / τ )       predicted distribution over the batch
     T_i = softmax_j( g_ij )                     target distribution
@@ -83,9 +84,10 @@ class WassersteinLoss(BiEncoderLoss):
         self.form = form
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        queries, grades = self.queries_and_labels(embeddings, labels, "wasserstein")
+        queries, grades, in_batch = self.queries_and_labels(embeddings, labels, "wasserstein")
         documents, own = gathered_documents(embeddings[1:], queries.size(0))
-        grade_matrix = grades.new_zeros(own.size(0), documents.size(0)).scatter(1, own, grades)
+        grade_matrix = grades.new_zeros(own.size(0), documents.size(0)) if in_batch is None else in_batch
+        grade_matrix = grade_matrix.scatter(1, own, grades)
         predicted = torch.softmax(queries @ documents.T / self.temperature, dim=1)
         target = torch.softmax(grade_matrix, dim=1)
         if self.form == "gaussian":

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from gradir.errors import GradirError
 from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
+from gradir.training_defaults import (
+    DEFAULT_LOSS_LEARNING_RATE,
+    DEFAULT_THRESHOLD,
+    DEFAULT_VALIDATION_DOCUMENTS,
+    DEFAULT_VALIDATION_SHARE,
+)
 
 QueryType = Literal["question", "claim", "keywords", "title", "web"]
 Retriever = Literal["dense", "bm25", "hybrid"]
@@ -141,7 +147,20 @@ class TrainSection(Section):
     batch_size: int = Field(16, ge=1, description="queries per step and process")
     learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (linear warm-up over 10%)")
     list_size: int = Field(4, ge=1, description="documents per query in each example")
-    threshold: int = Field(2, ge=0, le=3, description="lowest grade that counts as a positive")
+    threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=3, description="lowest grade that counts as a positive")
+    loss_options: dict[str, float | int | str] = Field(
+        {}, description="keyword arguments of the loss, e.g. {form = \"emd\"} for wasserstein"
+    )
+    loss_learning_rate: float = Field(
+        DEFAULT_LOSS_LEARNING_RATE, gt=0, lt=10, description="learning rate of the loss's own parameters (BiXSE scale and bias)"
+    )
+    validation_share: float = Field(
+        DEFAULT_VALIDATION_SHARE, ge=0, lt=1,
+        description="share of the queries (grouped by source passage) held out to choose among base, epochs and interpolations; 0: off",
+    )
+    validation_documents: int = Field(
+        DEFAULT_VALIDATION_DOCUMENTS, ge=10, description="documents the validation queries search (all judged ones included)"
+    )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
     max_seq_length: int = Field(0, ge=0, description="token limit while training; 0: the model's own")
     save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")

@@ -202,6 +202,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "## Training", "",
         f"`{data['training']['loss']}` on {data['training']['examples']} examples, {data['training']['steps']} steps, "
         f"{data['training']['seconds']:.0f} s; last logged loss {data['training']['final_loss']:.4f}.", "",
+        _validation_sentence(data["training"].get("selection") or {}), "",
+        *(["| " + " | ".join(VALIDATION_HEADER) + " |", "|---" * len(VALIDATION_HEADER) + "|",
+           *["| " + " | ".join(row) + " |" for row in _validation_rows(data["training"]["selection"])], ""]
+          if data["training"].get("selection") else []),
         "## Query types", "",
         "| type | generated | kept | kept fraction | training positives | share of positives |", "|---|---|---|---|---|---|",
         *[f"| {r['type']} | {r['generated']} | {r['kept']} | {r['kept_fraction']:.2f} | {r['positives']} | {r['share_of_positives']:.2f} |"
@@ -216,6 +220,31 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+VALIDATION_HEADER = ["model", "weights", "validation nDCG@10"]
+
+
+def _validation_rows(selection: dict[str, Any]) -> list[list[str]]:
+    """The base, each epoch and each interpolation on the held-out synthetic queries."""
+    rows = [["base", "θ_base", f"{selection['base']:.4f}"]]
+    rows += [[f"epoch {c['epoch']:g}", f"step {c['step']}", f"{c['ndcg@10']:.4f}"] for c in selection["epochs"]]
+    rows += [["interpolation", f"α = {c['alpha']:g}", f"{c['ndcg@10']:.4f}"] for c in selection["interpolation"]]
+    return rows
+
+
+def _validation_sentence(selection: dict[str, Any]) -> str:
+    if not selection:
+        return "No validation set (too few queries, or `train.validation_share` 0): the last model is the output."
+    held = selection["validation"]
+    verdict = (
+        "**The base model scored best: the output is the base model, unchanged.**"
+        if selection["output"] == "base"
+        else f"Output: the {selection['output']} model, α = {selection['alpha']:g}."
+    )
+    return (f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} source passages, "
+            f"{held['judged_pairs']} teacher-graded pairs) searching {held['documents']} documents; "
+            f"θ_α = (1 − α)·θ_base + α·θ_tuned. {verdict}")
 
 
 def _failures(failures: dict | None) -> str:
@@ -275,7 +304,9 @@ encoding <code>{e(config.model.backend)} {e(config.model.precision)}</code>.</p>
  if data["grader_check"] else ""}</section>
 <section id="training"><h2>Training</h2>
 <p><code>{e(training['loss'])}</code> on {training['examples']} examples, {training['steps']} steps, {training['seconds']:.0f} s;
-last logged loss {training['final_loss']:.4f}.</p>{image("training", "training loss curve")}</section>
+last logged loss {training['final_loss']:.4f}.</p>{image("training", "training loss curve")}
+<p>{e(_validation_sentence(training.get("selection") or {})).replace("**", "")}</p>
+{table(VALIDATION_HEADER, _validation_rows(training["selection"])) if training.get("selection") else ""}</section>
 <section id="query-types"><h2>Query types</h2>
 {table(["type", "generated", "kept", "kept fraction", "training positives", "share of positives"],
        [[r["type"], r["generated"], r["kept"], f"{r['kept_fraction']:.2f}", r["positives"], f"{r['share_of_positives']:.2f}"] for r in data["query_types"]])}</section>

@@ -349,8 +349,11 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
             learning_rate=settings.learning_rate, list_size=settings.list_size, threshold=settings.threshold,
             seed=ctx.config.run.seed, mini_batch_size=settings.mini_batch_size or None,
             save_steps=settings.save_steps, max_seq_length=settings.max_seq_length or None,
+            loss_learning_rate=settings.loss_learning_rate, validation_share=settings.validation_share,
+            validation_documents=settings.validation_documents,
         ),
-        resume=resume, extra_documents=synthetic_documents(ctx),
+        resume=resume, extra_documents=synthetic_documents(ctx), loss_options=dict(settings.loss_options),
+        query_groups=_source_passages(ctx),
     )
     summary = result.summary()
     summary.pop("settings", None)
@@ -366,8 +369,12 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
         "--max-steps", str(settings.max_steps), "--batch-size", str(settings.batch_size),
         "--lr", str(settings.learning_rate), "--list-size", str(settings.list_size),
         "--threshold", str(settings.threshold), "--seed", str(ctx.config.run.seed),
-        "--save-steps", str(settings.save_steps), "--json",
+        "--save-steps", str(settings.save_steps), "--loss-lr", str(settings.loss_learning_rate),
+        "--validation-share", str(settings.validation_share),
+        "--validation-documents", str(settings.validation_documents),
+        "--query-groups", str(_query_groups_file(ctx)), "--json",
     ]
+    arguments += [f"--loss-option={key}={value}" for key, value in settings.loss_options.items()]
     if extra:
         arguments += ["--documents", str(_extra_documents_file(ctx, extra))]
     if ctx.config.model.base:
@@ -391,6 +398,19 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
     summary.pop("settings", None)
     summary["launcher"] = settings.launcher
     return summary
+
+
+def _source_passages(ctx: Context) -> dict[str, str]:
+    """Each kept synthetic query's source passage: its group when validation queries are held out."""
+    from gradir.synth.records import read_synthetic_queries
+
+    return {q.query_id: q.source_doc_id for q in read_synthetic_queries(ctx.path(KEPT))}
+
+
+def _query_groups_file(ctx: Context) -> Path:
+    path = ctx.path("train.query_groups.json")
+    write_text_atomic(path, json.dumps(_source_passages(ctx)) + "\n")
+    return path
 
 
 def _extra_documents_file(ctx: Context, extra: dict[str, Document]) -> Path:

@@ -1,15 +1,24 @@
 """From judgments to the training set each loss needs.
 
-Every loss sees the same queries and documents. One row per judged document whose
-grade reaches ``threshold`` (a positive): that document first, then ``list_size - 1``
-other documents of the same query with a lower grade, sampled with the seed; lists
-short of documents are filled with random corpus documents the query has no judgment
-for (taken as grade 0). The labels per loss:
+Every loss sees the same queries and positives: one row per judged document whose grade
+reaches ``threshold`` (a positive), that document first, then ``list_size - 1`` other
+documents of the same query. Which others depends on the loss:
 
-- ``infonce``: none; the other documents are drawn only from grades below the threshold
-  (the judgments binarised), and the dataset has ``query, positive, negative_*``.
-- ``bixse``, ``listwise_kl``, ``margin_mse``: ``p_relevant`` of each document.
-- ``wasserstein``: the integer grade of each document.
+- ``infonce``: documents judged below the threshold (the judgments binarised), sampled
+  with the seed; the dataset has ``query, positive, negative_*``.
+- ``bixse``, ``margin_mse``: documents judged below the positive's grade, sampled with
+  the seed; labels are ``p_relevant``.
+- ``listwise_kl`` (labels ``p_relevant``) and ``wasserstein`` (labels the integer
+  grades): the query's other graded candidates ranked by the teacher (``p_relevant``,
+  then the raw score), taken at evenly spaced ranks so that a list spans the teacher's
+  whole ordering, as in listwise distillation over retrieved candidates (Tamber et al.).
+
+Only when a query has too few judged documents are lists filled with corpus documents
+the query has no judgment for (grade 0); :class:`TrainingSet` counts them.
+
+The ``label`` column holds the K labels, then the ids the losses use to look up the
+judged label of every in-batch document (:mod:`gradir.losses.base`): the query's index
+and the K documents' indices, all as numbers (ids are exact in float32 below 2^24).
 """
 
 from __future__ import annotations
@@ -17,12 +26,65 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from gradir.collections.records import Document
 from gradir.errors import GradirError
 from gradir.judgments import Judgment
+from gradir.losses.base import JudgedPairs
+from gradir.training_defaults import DEFAULT_THRESHOLD
 
 GRADE_LABEL_LOSSES = {"wasserstein"}
+TEACHER_RANKED_LOSSES = {"listwise_kl", "wasserstein"}
+MAX_EXACT_ID = 2**24  # integers above this are not exact in the float32 label tensor
+
+
+@dataclass
+class TrainingSet:
+    """The rows a trainer sees, the judged label of every (query, document) pair, and counts."""
+
+    dataset: object  # datasets.Dataset
+    judged: JudgedPairs
+    queries: int
+    fillers: int  # documents added from the corpus because a query had too few judged ones
+
+    def summary(self) -> dict[str, int]:
+        return {"rows": self.dataset.num_rows, "queries": self.queries, "filler_documents": self.fillers}
+
+
+def label_of(judgment: Judgment, loss: str) -> float:
+    return float(judgment.grade) if loss in GRADE_LABEL_LOSSES else judgment.p_relevant
+
+
+def _teacher_order(judgments: list[Judgment]) -> list[Judgment]:
+    return sorted(judgments, key=lambda j: (-j.p_relevant, -j.score, j.doc_id))
+
+
+def _evenly_spaced(ranked: list[Judgment], count: int) -> list[Judgment]:
+    if count >= len(ranked):
+        return list(ranked)
+    if count == 1:
+        return [ranked[0]]
+    step = (len(ranked) - 1) / (count - 1)
+    return [ranked[round(k * step)] for k in range(count)]
+
+
+def _fillers(rng: random.Random, doc_ids: list[str], excluded: set[str], count: int, qid: str) -> list[str]:
+    """``count`` distinct corpus documents outside ``excluded``: rejection sampling, then an explicit pool."""
+    chosen: list[str] = []
+    for _ in range(20 * count):
+        if len(chosen) == count:
+            return chosen
+        did = rng.choice(doc_ids)
+        if did not in excluded and did not in chosen:
+            chosen.append(did)
+    pool = [d for d in doc_ids if d not in excluded and d not in chosen]
+    if len(pool) < count - len(chosen):
+        raise GradirError(
+            f"query '{qid}': a list of this size needs {count} more documents than the query has judged, "
+            f"but the corpus has only {len(pool) + len(chosen)} it has no judgment for (lower --list-size)"
+        )
+    return chosen + rng.sample(pool, count - len(chosen))
 
 
 def assemble_training_set(
@@ -31,10 +93,10 @@ def assemble_training_set(
     loss: str,
     *,
     list_size: int = 4,
-    threshold: int = 1,
+    threshold: int = DEFAULT_THRESHOLD,
     seed: int = 0,
-):
-    """A ``datasets.Dataset`` with the columns sentence-transformers' trainer passes to the loss."""
+) -> TrainingSet:
+    """The rows sentence-transformers' trainer passes to the loss, with the judged-pair table."""
     from datasets import Dataset
 
     if list_size < 1 or (loss == "margin_mse" and list_size < 2):
@@ -44,33 +106,52 @@ def assemble_training_set(
     for judgment in judgments:
         by_query[judgment.query_id].append(judgment)
     doc_ids = list(documents)
+    query_index = {qid: k for k, qid in enumerate(sorted(by_query))}
+    document_index: dict[str, int] = {}
+
+    def index_of(did: str) -> int:
+        return document_index.setdefault(did, len(document_index))
+
     rows: dict[str, list] = defaultdict(list)
+    fillers = 0
+    trained_queries = set()
+    names = (
+        ["positive"] + [f"negative_{k}" for k in range(1, list_size)]
+        if loss == "infonce"
+        else [f"document_{k}" for k in range(1, list_size + 1)]
+    )
     for qid in sorted(by_query):
         judged = by_query[qid]
         judged_ids = {j.doc_id for j in judged}
         for positive in (j for j in judged if j.grade >= threshold):
             if loss == "infonce":
-                pool = [j for j in judged if j.grade < threshold]
+                others = rng.sample(pool := [j for j in judged if j.grade < threshold], min(list_size - 1, len(pool)))
+            elif loss in TEACHER_RANKED_LOSSES:
+                ranked = _teacher_order([j for j in judged if j is not positive])
+                others = _evenly_spaced(ranked, list_size - 1)
             else:
-                pool = [j for j in judged if j.grade < positive.grade]
-            others = rng.sample(pool, min(list_size - 1, len(pool)))
-            while len(others) < list_size - 1:
-                did = rng.choice(doc_ids)
-                if did not in judged_ids and did not in {o.doc_id for o in others}:
-                    others.append(Judgment(qid, positive.query_text, did, 0, 0.0, "random", 0.0))
+                others = rng.sample(pool := [j for j in judged if j.grade < positive.grade], min(list_size - 1, len(pool)))
+            missing = list_size - 1 - len(others)
+            if missing:
+                fillers += missing
+                others += [
+                    Judgment(qid, positive.query_text, did, 0, 0.0, "filler", 0.0)
+                    for did in _fillers(rng, doc_ids, judged_ids, missing, qid)
+                ]
             listed = [positive, *others]
+            trained_queries.add(qid)
             rows["query"].append(positive.query_text)
-            names = (
-                ["positive"] + [f"negative_{k}" for k in range(1, list_size)]
-                if loss == "infonce"
-                else [f"document_{k}" for k in range(1, list_size + 1)]
-            )
             for name, judgment in zip(names, listed):
                 rows[name].append(documents[judgment.doc_id].full_text)
-            if loss != "infonce":
-                rows["label"].append(
-                    [float(j.grade) if loss in GRADE_LABEL_LOSSES else j.p_relevant for j in listed]
-                )
+            labels = [] if loss == "infonce" else [label_of(j, loss) for j in listed]
+            rows["label"].append(labels + [float(query_index[qid])] + [float(index_of(j.doc_id)) for j in listed])
     if not rows:
         raise GradirError(f"no judgment reaches grade {threshold}: nothing to train on (lower --threshold?)")
-    return Dataset.from_dict(dict(rows))
+    if max(len(query_index), len(document_index)) >= MAX_EXACT_ID:
+        raise GradirError(f"the training set names more than {MAX_EXACT_ID} queries or documents; split it into parts")
+    judged = JudgedPairs.from_triples(
+        (query_index[j.query_id], document_index[j.doc_id],
+         (1.0 if j.grade >= threshold else 0.0) if loss == "infonce" else label_of(j, loss))
+        for j in judgments if j.doc_id in document_index
+    )
+    return TrainingSet(Dataset.from_dict(dict(rows)), judged, len(trained_queries), fillers)

@@ -5,6 +5,17 @@ launch`` give multi-GPU data parallelism, and the bi-encoder losses gather in-ba
 negatives across processes); checkpoints go to ``OUT/.checkpoints`` and ``resume=True``
 continues from the last one. The finished model is a plain sentence-transformers folder
 in ``OUT`` with a model card (data, loss, settings, metrics) and ``training.json``.
+
+Before training, a share of the queries is held out as a validation set scored by the
+teacher's grades (:mod:`gradir.training.validation`); the base model, each epoch and
+their weight interpolations are scored on it and the best is the output
+(:mod:`gradir.training.selection`), so a run never hands back a model worse than the
+base on its own validation queries.
+
+Every loss gets sentence-transformers' no-duplicates batch sampler: two rows of one
+query (or one document twice) are never in one batch, so no row's positive is another
+row's in-batch negative. Loss parameters (BiXSE's scale and bias, MarginMSE's scale)
+train at their own learning rate and are saved with each checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gradir.atomic import atomic_write, write_text_atomic
-from gradir.console import progress
+from gradir.console import err_console, progress
 from gradir.collections.loader import Collection
 from gradir.collections.records import Document
 from gradir.encoding import Encoder
@@ -29,9 +40,22 @@ from gradir.errors import GradirError
 from gradir.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path
-from gradir.training.assemble import assemble_training_set
+from gradir.training.assemble import TrainingSet, assemble_training_set
+from gradir.training.selection import EpochScores, Selection, choose, snapshot
+from gradir.training.validation import hold_out
+from gradir.training_defaults import (
+    DEFAULT_ALPHAS,
+    DEFAULT_LOSS_LEARNING_RATE,
+    DEFAULT_THRESHOLD,
+    DEFAULT_VALIDATION_DOCUMENTS,
+    DEFAULT_VALIDATION_SHARE,
+)
 
 CHECKPOINTS = ".checkpoints"
+LOSS_PARAMETERS = "loss_parameters.json"
+# Parameters the loss owns (a dotless name, or one level under CachedLoss's ``loss.``); the
+# model's parameters all live under ``model.``.
+LOSS_PARAMETER_PATTERN = r"^(loss\.)?[^.]+$"
 
 
 @dataclass
@@ -43,11 +67,15 @@ class TrainSettings:
     batch_size: int = 32
     learning_rate: float = 2e-5
     list_size: int = 4
-    threshold: int = 1
+    threshold: int = DEFAULT_THRESHOLD
     seed: int = 0
     mini_batch_size: int | None = None  # GradCache mini-batches (bi-encoders only); None: no caching
     save_steps: int = 50
     max_seq_length: int | None = None  # token limit while training; the saved model keeps its own
+    loss_learning_rate: float = DEFAULT_LOSS_LEARNING_RATE  # the loss's own parameters
+    validation_share: float = DEFAULT_VALIDATION_SHARE  # of the query groups held out for selection; 0: none
+    validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
 
     def trainer_arguments(self, output_dir: Path) -> dict[str, Any]:
         return dict(
@@ -65,7 +93,7 @@ class TrainSettings:
             logging_steps=max(1, min(5, self.max_steps // 5)) if self.max_steps > 0 else 5,
             dataloader_pin_memory=_has_cuda(),
             report_to="none",
-            dataloader_drop_last=True,
+            dataloader_drop_last=False,
             disable_tqdm=True,
         )
 
@@ -92,6 +120,9 @@ class TrainResult:
     settings: dict[str, Any]
     dev_metrics: dict[str, float] = field(default_factory=dict)
     resumed_from_step: int = 0
+    training_set: dict[str, int] = field(default_factory=dict)
+    loss_parameters: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,10 +160,13 @@ def _progress_callback():
     return TrainingProgress()
 
 
-def _fit(trainer, out: Path, resume: bool) -> tuple[float, int, int]:
+def _fit(trainer, out: Path, resume: bool, loss_module=None) -> tuple[float, int, int]:
     """Train (from the last checkpoint if asked), keep the loss log; return the last loss, steps and first step."""
     resume_from = _last_checkpoint(out / CHECKPOINTS) if resume else None
     first_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
+    if loss_module is not None:
+        _restore_loss_parameters(loss_module, resume_from)
+        trainer.add_callback(_loss_parameter_callback(loss_module))
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the loss log goes to training_log.jsonl, not the terminal
@@ -149,17 +183,58 @@ def _fit(trainer, out: Path, resume: bool) -> tuple[float, int, int]:
     return final, trainer.state.global_step, first_step
 
 
-def _training_data(
-    judgments_path: Path | str, collection: Collection, layout: str, settings: TrainSettings,
-    extra_documents: Mapping[str, Document] | None = None,
-):
-    """The judgments, validated against the corpus (and synthetic documents), in the layout a loss needs."""
-    documents = {**collection.documents, **(extra_documents or {})}
-    judgments = read_judgments(judgments_path, set(documents), collection.log)
-    return assemble_training_set(
+def _documents(collection: Collection, extra_documents: Mapping[str, Document] | None) -> dict[str, Document]:
+    return {**collection.documents, **(extra_documents or {})}
+
+
+def _training_data(judgments: list, documents: Mapping[str, Document], layout: str, settings: TrainSettings) -> TrainingSet:
+    """The judgments in the layout a loss needs; the batch is clipped to a smaller training set."""
+    training = assemble_training_set(
         judgments, documents, layout,
         list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
     )
+    rows = training.dataset.num_rows
+    if rows < settings.batch_size:
+        err_console.print(f"[yellow]the training set has {rows} rows, fewer than the batch size "
+                          f"{settings.batch_size}: training with batches of {rows}[/yellow]")
+        settings.batch_size = rows
+    return training
+
+
+def _loss_parameter_values(loss_module) -> dict[str, list[float] | float]:
+    import re
+
+    return {
+        name: (p.detach().cpu().tolist())
+        for name, p in loss_module.named_parameters()
+        if re.search(LOSS_PARAMETER_PATTERN, name)
+    }
+
+
+def _loss_parameter_callback(loss_module):
+    """Saves the loss's own parameters into each checkpoint (the trainer saves only the model's)."""
+    from transformers import TrainerCallback
+
+    class SaveLossParameters(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if is_main_process():
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    write_text_atomic(folder / LOSS_PARAMETERS, json.dumps(_loss_parameter_values(loss_module)) + "\n")
+
+    return SaveLossParameters()
+
+
+def _restore_loss_parameters(loss_module, checkpoint: str | None) -> None:
+    import torch
+
+    if checkpoint is None or not (Path(checkpoint) / LOSS_PARAMETERS).is_file():
+        return
+    saved = json.loads((Path(checkpoint) / LOSS_PARAMETERS).read_text())
+    with torch.no_grad():
+        for name, parameter in loss_module.named_parameters():
+            if name in saved:
+                parameter.copy_(torch.tensor(saved[name], dtype=parameter.dtype))
 
 
 def _described_settings(base_path: Path, judgments_path: Path | str, collection: Collection, settings: TrainSettings, **extra) -> dict:
@@ -179,11 +254,14 @@ def train(
     resume: bool = False,
     loss_options: dict[str, Any] | None = None,
     extra_documents: Mapping[str, Document] | None = None,
+    query_groups: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
 
     ``extra_documents`` are documents outside the corpus that judgments may name
     (synthetic documents written for a level or for balancing the grades).
+    ``query_groups`` maps a query to the group it is held out with (a synthetic query's
+    source passage), so that no passage is on both sides of the validation split.
     """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
@@ -197,24 +275,46 @@ def train(
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
-    dataset = _training_data(judgments_path, collection, loss, settings, extra_documents)
+    documents = _documents(collection, extra_documents)
+    judgments = read_judgments(judgments_path, set(documents), collection.log)
+    judgments, validation = hold_out(
+        judgments, documents, share=settings.validation_share, groups=query_groups,
+        threshold=settings.threshold, seed=settings.seed, max_documents=settings.validation_documents,
+    )
+    training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)
+    loss_module = _loss(loss, student, loss_options)
+    loss_module.use_judgments(training.judged)
+    selection = epochs = base_state = None
+    if validation is not None:
+        base_state = snapshot(student)
+        selection = Selection(validation.describe(), validation.score(student))
+        epochs = EpochScores(student, validation, selection)
     model_limit = student.max_seq_length
     if settings.max_seq_length:
         student.max_seq_length = settings.max_seq_length
-    loss_module = LOSSES[loss](student, **(loss_options or {}))
-    if settings.mini_batch_size:
-        loss_module = CachedLoss(loss_module, settings.mini_batch_size)
-    sampler = BatchSamplers.NO_DUPLICATES if loss == "infonce" else BatchSamplers.BATCH_SAMPLER
-    args = SentenceTransformerTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=sampler)
-    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss_module)
-    final_loss, steps, first_step = _fit(trainer, out, resume)
+    trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
+    args = SentenceTransformerTrainingArguments(
+        **settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=BatchSamplers.NO_DUPLICATES,
+        learning_rate_mapping=_loss_learning_rates(trained_loss, settings.loss_learning_rate),
+    )
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=training.dataset, loss=trained_loss)
+    if epochs is not None:
+        trainer.add_callback(epochs.callback())
+    final_loss, steps, first_step = _fit(trainer, out, resume, trained_loss)
+    if epochs is not None:
+        epochs.score(trainer.state.epoch or 0.0, steps)  # the last model, when training ended mid-epoch
     student.max_seq_length = model_limit
+    if epochs is not None:
+        choose(student, base_state, epochs, settings.alphas)
+        err_console.print(selection.sentence())
     _save_model(student, out)
+    described = _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {})
     result = TrainResult(
-        str(out), loss, len(dataset), steps, 0.0, final_loss,
-        _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {}),
-        resumed_from_step=first_step,
+        str(out), loss, training.dataset.num_rows, steps, 0.0, final_loss, described,
+        resumed_from_step=first_step, training_set=training.summary(),
+        loss_parameters=_loss_parameter_values(loss_module),
+        selection=selection.summary() if selection is not None else {},
     )
     if dev_split:
         from gradir.evaluation import evaluate
@@ -225,6 +325,25 @@ def train(
     if is_main_process():
         write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def _loss(name: str, student, options: dict[str, Any] | None):
+    """The loss module, with its options checked against what the loss accepts."""
+    import inspect
+
+    cls = LOSSES[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise GradirError(f"loss option(s) {', '.join(unknown)} not known to {name} (it takes {', '.join(accepted) or 'none'})")
+    return cls(student, **(options or {}))
+
+
+def _loss_learning_rates(loss_module, learning_rate: float) -> dict[str, float]:
+    import re
+
+    owned = [n for n, p in loss_module.named_parameters() if p.requires_grad and re.search(LOSS_PARAMETER_PATTERN, n)]
+    return {LOSS_PARAMETER_PATTERN: learning_rate} if owned else {}
 
 
 def train_reranker(
@@ -252,9 +371,16 @@ def train_reranker(
     out = Path(out)
     base_path = resolve_model_path(model)
     # LCE contrasts a positive with lower-grade negatives (the binarised layout); BCE uses soft labels.
-    dataset = _training_data(judgments_path, collection, "infonce" if loss == "lce" else "bixse", settings)
-    if loss == "lce":
-        dataset = dataset.add_column("label", [[1.0] + [0.0] * (settings.list_size - 1)] * len(dataset))
+    documents = _documents(collection, None)
+    judgments = read_judgments(judgments_path, set(documents), collection.log)
+    dataset = _training_data(judgments, documents, "infonce" if loss == "lce" else "bixse", settings).dataset
+    # The reranker losses take labels only, not the ids after them: LCE the positive first, BCE the K soft labels.
+    labels = (
+        [[1.0] + [0.0] * (settings.list_size - 1)] * len(dataset)
+        if loss == "lce"
+        else [row[: settings.list_size] for row in dataset["label"]]
+    )
+    dataset = dataset.remove_columns("label").add_column("label", labels)
     reranker = CrossEncoder(str(base_path), num_labels=1, local_files_only=True)
     args = CrossEncoderTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS))
     trainer = CrossEncoderTrainer(model=reranker, args=args, train_dataset=dataset, loss=RERANKER_LOSSES[loss](reranker))
@@ -287,6 +413,23 @@ def _save_model(model, out: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def _selection_section(selection: dict[str, Any]) -> str:
+    """The model card's account of the validation set, the curve and the choice."""
+    if not selection:
+        return "No validation set (too few query groups, or `validation_share` 0): the last model is the output.\n\n"
+    held = selection["validation"]
+    rows = [f"| base | | {selection['base']:.4f} |"]
+    rows += [f"| epoch {e['epoch']:g} (step {e['step']}) | | {e['ndcg@10']:.4f} |" for e in selection["epochs"]]
+    rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
+    return (
+        f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} groups, "
+        f"{held['judged_pairs']} teacher-graded pairs) searching {held['documents']} documents; nDCG@10.\n\n"
+        f"| model | weights | nDCG@10 |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        f"Output: **{selection['output']}** (α = {selection['alpha']:g}, θ = (1 − α)·θ_base + α·θ_tuned), "
+        f"validation nDCG@10 {selection['score']:.4f}.\n\n"
+    )
+
+
 def _write_model_card(out: Path, result: TrainResult) -> None:
     if not is_main_process():
         return
@@ -299,6 +442,7 @@ def _write_model_card(out: Path, result: TrainResult) -> None:
         f"Loss `{result.loss}` on {result.examples} training examples for {result.steps} steps "
         f"({result.seconds:.0f} s); last logged loss {result.final_loss:.4f}.\n\n"
         f"| setting | value |\n|---|---|\n{settings}\n\n"
+        f"{_selection_section(result.selection)}"
         f"Dev metrics:\n\n| metric | value |\n|---|---|\n{metrics}\n"
     )
     write_text_atomic(card, existing.split("\n\n## Trained with gradir")[0] + section)

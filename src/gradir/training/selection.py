@@ -1,0 +1,108 @@
+"""Never hand back a worse model: choose among the base, each epoch and their interpolations.
+
+Every candidate is scored on the held-out validation set (:mod:`gradir.training.validation`):
+the base model before training, the model at the end of each epoch, and then points on
+the line between the base weights θ₀ and the best epoch's θ₁ (WiSE-FT, Wortsman et al.,
+"Robust fine-tuning of zero-shot models", CVPR 2022; the same weight averaging as
+FlagEmbedding's LM-Cocktail):
+
+    θ_α = (1 − α)·θ₀ + α·θ₁,      α ∈ ALPHAS (α = 0 is the base, α = 1 the tuned model)
+
+The α with the highest validation nDCG@10 wins; a tie goes to the smaller α (closer to
+the base). When α = 0 wins the output is the base model and the run says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gradir.training.validation import ValidationSet
+
+
+def snapshot(model) -> dict[str, Any]:
+    """A detached CPU copy of a model's weights."""
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+
+
+def interpolate(base: dict[str, Any], tuned: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """θ_α = (1 − α)·θ₀ + α·θ₁ for floating-point tensors; other tensors (e.g. position ids) from θ₁."""
+    return {
+        name: (base[name] + alpha * (value - base[name])) if value.is_floating_point() else value
+        for name, value in tuned.items()
+    }
+
+
+@dataclass
+class Selection:
+    """What was scored on the validation set and what was chosen."""
+
+    validation: dict[str, int]
+    base: float
+    epochs: list[dict[str, float]] = field(default_factory=list)  # {"epoch", "step", "ndcg@10"}
+    interpolation: list[dict[str, float]] = field(default_factory=list)  # {"alpha", "ndcg@10"}
+    chosen_epoch: float | None = None
+    alpha: float = 1.0
+    score: float = 0.0
+
+    @property
+    def output(self) -> str:
+        return "base" if self.alpha == 0 else ("tuned" if self.alpha == 1 else "interpolated")
+
+    def summary(self) -> dict[str, Any]:
+        return {**asdict(self), "output": self.output}
+
+    def sentence(self) -> str:
+        tuned = max((e["ndcg@10"] for e in self.epochs), default=self.base)
+        if self.output == "base":
+            return (f"validation: the base model scored best (nDCG@10 {self.base:.4f}; tuned {tuned:.4f}); "
+                    "the output is the base model, unchanged")
+        return (f"validation: nDCG@10 base {self.base:.4f}, tuned {tuned:.4f}, chosen α = {self.alpha:g} "
+                f"({self.output}) {self.score:.4f}")
+
+
+class EpochScores:
+    """Scores the model at the end of each epoch and keeps a copy of the best one's weights."""
+
+    def __init__(self, model, validation: ValidationSet, selection: Selection):
+        self.model, self.validation, self.selection = model, validation, selection
+        self.best_state: dict[str, Any] | None = None
+        self.best_score = float("-inf")
+        self.scored_steps: set[int] = set()
+
+    def score(self, epoch: float, step: int) -> None:
+        if step in self.scored_steps:
+            return
+        self.scored_steps.add(step)
+        value = self.validation.score(self.model)
+        self.selection.epochs.append({"epoch": round(epoch, 3), "step": step, "ndcg@10": value})
+        if value > self.best_score:
+            self.best_score, self.best_state = value, snapshot(self.model)
+            self.selection.chosen_epoch = round(epoch, 3)
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        scores = self
+
+        class ScoreEachEpoch(TrainerCallback):
+            def on_epoch_end(self, args, state, control, **kwargs):
+                scores.score(state.epoch or 0.0, state.global_step)
+
+        return ScoreEachEpoch()
+
+
+def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple[float, ...]) -> Selection:
+    """Score the interpolations between the base and the best epoch, load the winner into ``model``."""
+    selection = epochs.selection
+    tuned_state = epochs.best_state if epochs.best_state is not None else snapshot(model)
+    curve = {0.0: selection.base, 1.0: epochs.best_score if epochs.best_state is not None else None}
+    for alpha in sorted({0.0, 1.0, *alphas}):
+        if curve.get(alpha) is None:
+            model.load_state_dict(interpolate(base_state, tuned_state, alpha))
+            curve[alpha] = epochs.validation.score(model)
+    selection.interpolation = [{"alpha": a, "ndcg@10": curve[a]} for a in sorted(curve)]
+    best = max(sorted(curve), key=lambda a: (curve[a], -a))
+    selection.alpha, selection.score = best, curve[best]
+    model.load_state_dict(interpolate(base_state, tuned_state, best))
+    return selection
