@@ -58,22 +58,23 @@ def test_query_filter_drops_duplicates_and_keeps_real_queries() -> None:
 def test_generate_queries_on_scifact_then_a_free_rerun(tmp_path: Path) -> None:
     scifact = shared_collection("scifact")
     out = tmp_path / "queries.parquet"
-    args = ["generate", "queries", "--collection", scifact, "--out", out, "--max-docs", "5", "--per-doc", "1",
+    args = ["generate", "queries", "--collection", scifact, "--out", out, "--max-docs", "2", "--per-doc", "1",
             "--types", "question,claim,keywords,title,web", "--json"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
-    # 5 passages x 5 types = 25 slots. SmolLM2-135M's answers depend on the llama.cpp build
-    # (a wheel compiled on another CPU samples differently), so a few slots may stay unfilled
+    # 2 passages x 5 types = 10 slots. SmolLM2-135M's answers depend on the llama.cpp build
+    # (a wheel compiled on another CPU samples differently), so a slot may stay unfilled
     # after every retry; each slot must be either written or counted as unfilled.
     written = summary["written"]
-    assert written + summary["unfilled"] == 25 and written >= 20, summary
-    assert summary["llm_calls"] >= 25
-    assert summary["slot_yield"] == pytest.approx(written / 25, abs=1e-4)
+    assert written + summary["unfilled"] == 10 and written >= 8, summary
+    assert summary["llm_calls"] >= 10
+    assert summary["slot_yield"] == pytest.approx(written / 10, abs=1e-4)
     assert summary["calls_per_query"] == pytest.approx(summary["llm_calls"] / written, abs=1e-3)
     queries = read_synthetic_queries(out)
     assert len(queries) == written
-    assert {q.type for q in queries} == {"question", "claim", "keywords", "title", "web"}
+    types = {q.type for q in queries}
+    assert types <= {"question", "claim", "keywords", "title", "web"} and len(types) >= 4
     from gradir.collections import load_corpus
 
     documents = load_corpus(scifact / "corpus.jsonl")

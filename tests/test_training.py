@@ -104,7 +104,7 @@ def test_train_on_nfcorpus_judgments_gives_a_model_that_loads_and_scores(tmp_pat
     out = tmp_path / "model"
     trained = run_cli(
         "train", "--judgments", judgments, "--collection", nfcorpus, "--loss", "bixse", "--out", out,
-        "--max-steps", "3", "--batch-size", "4", "--list-size", "2", "--json",
+        "--max-steps", "3", "--batch-size", "4", "--list-size", "2", "--validation-share", "0", "--json",
     )
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout)
@@ -162,8 +162,10 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     from gradir.models import default_model_path
 
     base_weights = load_file(default_model_path() / "model.safetensors")
-    gap = max(float(abs(resumed_weights[k] - straight_weights[k]).max()) for k in resumed_weights)
-    moved = max(float(abs(straight_weights[k] - base_weights[k]).max()) for k in resumed_weights)
+    # L2 over all weights: Adam moves every weight by about the learning rate, even on a tiny
+    # gradient, so the largest single difference says little; the total distance does.
+    gap = sum(float(((resumed_weights[k] - straight_weights[k]) ** 2).sum()) for k in resumed_weights) ** 0.5
+    moved = sum(float(((straight_weights[k] - base_weights[k]) ** 2).sum()) for k in resumed_weights) ** 0.5
     assert moved > 0 and gap < 0.5 * moved
 
 
@@ -185,7 +187,7 @@ def test_a_training_set_smaller_than_the_batch_trains_and_an_empty_one_is_a_clea
               "--validation-share", "0", "--json"]
     small = run_cli(*common, "--out", tmp_path / "m", "--batch-size", "16")
     assert small.returncode == 0, small.stderr
-    assert "fewer than the batch size 16: training with batches of 2" in small.stderr
+    assert "fewer than the batch size 16: training with batches of 4" in small.stderr
     assert json.loads(small.stdout)["steps"] >= 1
     empty = run_cli(*common, "--out", tmp_path / "e", "--threshold", "3")
     assert empty.returncode == 2
@@ -203,8 +205,9 @@ def test_loss_parameters_train_at_their_own_rate_and_survive_a_resume(tmp_path: 
     first = run_cli(*common)
     assert first.returncode == 0, first.stderr
     trained = json.loads(first.stdout)["loss_parameters"]
-    # 2 steps at the loss learning rate 0.05 move the bias visibly off -10 (at 2e-5 it would not).
-    assert abs(trained["bias"] + 10.0) > 0.02
+    # 2 steps (the first a warm-up step at rate 0) at the loss learning rate move the bias off -10
+    # by far more than the encoder's rate of 2e-5 could.
+    assert abs(trained["bias"] + 10.0) > 1e-3
     saved = json.loads((out / ".checkpoints" / "checkpoint-2" / "loss_parameters.json").read_text())
     assert saved == pytest.approx(trained)
     resumed = run_cli(*common, "--resume")  # nothing left to train: the restored values stand
@@ -222,11 +225,17 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     from gradir.training.validation import hold_out
 
     nfcorpus = load_collection(shared_collection("nfcorpus"))
-    judgments = from_qrels(nfcorpus, "train", max_queries=20, seed=0)
+    # 24 dev queries with their 3 best-graded documents each (grades 1-2): small enough to score often.
+    kept: dict[str, int] = {}
+    judgments = []
+    for j in sorted(from_qrels(nfcorpus, "dev", max_queries=24, seed=0), key=lambda j: (j.query_id, -j.grade, j.doc_id)):
+        if kept.setdefault(j.query_id, 0) < 3:
+            kept[j.query_id] += 1
+            judgments.append(j)
     path = tmp_path / "judgments.jsonl"
     write_judgments(path, judgments)
     settings = TrainSettings(max_steps=4, batch_size=8, list_size=2, learning_rate=0.3, validation_share=0.3,
-                             validation_documents=150)
+                             validation_documents=40)
     result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
     selection = result.selection
     assert selection["validation"]["queries"] >= 2
@@ -235,8 +244,8 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert tuned < selection["base"]  # the wrecked model is worse on the held-out queries...
     assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
     # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.
-    _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=2, seed=0,
-                             max_documents=150)
+    _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=1, seed=0,
+                             max_documents=40)
     saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
     assert validation.score(saved) == pytest.approx(selection["score"], abs=1e-4)
     if selection["output"] == "base":

@@ -604,7 +604,7 @@ MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Stop after this m
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Queries per step and process.")]
 LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (linear warm-up over 10%).")]
 ListSizeOpt = Annotated[int, typer.Option("--list-size", min=1, help="Documents per query in each example.")]
-ThresholdOpt = Annotated[int, typer.Option("--threshold", help="Lowest grade that counts as a positive.")]
+ThresholdOpt = Annotated[int, typer.Option("--threshold", min=0, help="Lowest grade that counts as a positive; 0: half the judgments' top grade, rounded up (2 of 0-3, 1 of binary qrels).")]
 
 
 def _read_query_groups(path: Path) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Training defaults shared by the API, the CLI and the pipeline config (no heavy imports here)."""
 
-DEFAULT_THRESHOLD = 2  # lowest grade of 0-3 that counts as a positive ("relevant")
+# Lowest grade that counts as a positive; 0: half the judgments' top grade, rounded up (2 on gradir's
+# 0-3 scale, 1 for binary or 0-2 human qrels).
+DEFAULT_THRESHOLD = 0
 DEFAULT_LOSS_LEARNING_RATE = 0.05  # the loss's own parameters: BiXSE's scale and bias, MarginMSE's scale
 DEFAULT_VALIDATION_SHARE = 0.2  # of the query groups held out to choose the output model; 0: none
-DEFAULT_VALIDATION_DOCUMENTS = 1000  # documents the validation queries search (all judged ones included)
+DEFAULT_VALIDATION_DOCUMENTS = 500  # documents the validation queries search (all judged ones included)
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT grid between the base (0) and the tuned model (1)

@@ -147,7 +147,10 @@ class TrainSection(Section):
     batch_size: int = Field(16, ge=1, description="queries per step and process")
     learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (linear warm-up over 10%)")
     list_size: int = Field(4, ge=1, description="documents per query in each example")
-    threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=3, description="lowest grade that counts as a positive")
+    threshold: int = Field(
+        DEFAULT_THRESHOLD, ge=0, le=3,
+        description="lowest grade that counts as a positive; 0: half the top grade, rounded up (2 of 0-3)",
+    )
     loss_options: dict[str, float | int | str] = Field(
         {}, description="keyword arguments of the loss, e.g. {form = \"emd\"} for wasserstein"
     )

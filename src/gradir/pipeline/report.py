@@ -145,7 +145,8 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
         "histograms": {k: dict(v) for k, v in by_source.items() if v},
         "training_log": training_log,
         "training": training,
-        "query_types": _query_types(root, judgments, config.train.threshold),
+        # The threshold training resolved (0 in the config means half the top grade).
+        "query_types": _query_types(root, judgments, training.get("settings", {}).get("threshold") or config.train.threshold or 2),
         "llm": llm,
         "samples": _samples(root, collection, judgments, config.run.seed),
         "stage_seconds": {name: entry.get("seconds") for name, entry in state.items()},

@@ -52,6 +52,13 @@ class TrainingSet:
         return {"rows": self.dataset.num_rows, "queries": self.queries, "filler_documents": self.fillers}
 
 
+def resolve_threshold(judgments: list[Judgment], threshold: int) -> int:
+    """``threshold``, or for 0 (the default) half the judgments' top grade rounded up: 2 of 0-3, 1 of 0-1 or 0-2."""
+    if threshold > 0:
+        return threshold
+    return max(1, -(-max((j.grade for j in judgments), default=1) // 2))
+
+
 def label_of(judgment: Judgment, loss: str) -> float:
     return float(judgment.grade) if loss in GRADE_LABEL_LOSSES else judgment.p_relevant
 
@@ -99,6 +106,7 @@ def assemble_training_set(
     """The rows sentence-transformers' trainer passes to the loss, with the judged-pair table."""
     from datasets import Dataset
 
+    threshold = resolve_threshold(judgments, threshold)
     if list_size < 1 or (loss == "margin_mse" and list_size < 2):
         raise GradirError(f"--list-size {list_size} is too small for {loss}")
     rng = random.Random(seed)

@@ -40,7 +40,7 @@ from gradir.errors import GradirError
 from gradir.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path
-from gradir.training.assemble import TrainingSet, assemble_training_set
+from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, choose, snapshot
 from gradir.training.validation import hold_out
 from gradir.training_defaults import (
@@ -277,6 +277,7 @@ def train(
     base_path = resolve_model_path(model)
     documents = _documents(collection, extra_documents)
     judgments = read_judgments(judgments_path, set(documents), collection.log)
+    settings.threshold = resolve_threshold(judgments, settings.threshold)
     judgments, validation = hold_out(
         judgments, documents, share=settings.validation_share, groups=query_groups,
         threshold=settings.threshold, seed=settings.seed, max_documents=settings.validation_documents,
