@@ -67,7 +67,7 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--threshold", type=int, default=1, help="lowest grade that is a positive (NFCorpus: 1-2)")
     parser.add_argument("--validation-share", type=float, default=0.2, help="dev queries held out for selection (0: off)")
-    parser.add_argument("--validation-documents", type=int, default=1000)
+    parser.add_argument("--validation-documents", type=int, default=200)
     parser.add_argument(
         "--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
         help="an option for one loss, e.g. wasserstein:form=emd (repeatable)",
