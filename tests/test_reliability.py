@@ -260,11 +260,11 @@ def test_a_run_through_a_faulty_server_completes_counts_failures_and_leaks_no_ke
     secret = "sk-gradir-dummy-5f2c9e71b04d4a3c"
     cache = tmp_path / "cache"
     # The timeout leaves room for a slow answer on 2 busy cores; the delayed request outlasts it.
-    with FaultyProxy(llama_server, delay_s=33.0, api_key=secret) as proxy:
+    with FaultyProxy(llama_server, delay_s=15.0, api_key=secret) as proxy:
         config = small_pipeline_config(
             tmp_path / "faulty.toml", scifact_slice, cache,
             extra=f'[llm]\nbackend = "openai:{proxy.url}@smollm2"\napi_key_env = "GRADIR_TEST_API_KEY"\n'
-                  "concurrency = 1\ntimeout = 30.0\nmax_retries = 1\n"
+                  "concurrency = 1\ntimeout = 12.0\nmax_retries = 1\n"
                   # Grade tokens through the server (its echoed prompt log-probabilities are off by one token).
                   '[grade]\ngrader = "llm"\n',
         )
