@@ -96,7 +96,7 @@ def main() -> None:
             if round_no % 2:
                 paths.reverse()
             for name, backend in paths:
-                rates[f"gen_{name}"].append(len(generation_prompts) / timed(lambda: backend.generate(generation_prompts, settings)))
+                rates[f"gen_{name}"].append(len(generation_prompts) / timed(lambda: backend.generate(generation_prompts, [settings] * len(generation_prompts))))
                 rates[f"grade_{name}"].append(len(grading_prompts) / timed(lambda: backend.label_probabilities(grading_prompts, GRADES)))
             print(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.2f}/s" for k, v in rates.items()), file=sys.stderr)
     finally:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,13 @@ def test_eval_writes_metrics_per_query_and_a_run_that_trec_eval_agrees_with(tmp_
         assert value == pytest.approx(saved[name], abs=1e-6)
 
 
-def test_eval_on_another_split_and_plain_output(tmp_path: Path) -> None:
-    result = run_cli("eval", "--collection", TINY, "--split", "dev")
+def test_eval_on_another_split_plain_output_and_progress_lines_in_a_log(tmp_path: Path) -> None:
+    # stderr is a pipe here, as in CI or a log file: progress comes as plain lines, not a bar.
+    env = {"GRADIR_CACHE_DIR": str(tmp_path / "cache"), "GRADIR_PROGRESS_SECONDS": "0"}
+    result = run_cli("eval", "--collection", TINY, "--split", "dev", env=env)
     assert result.returncode == 0, result.stderr
     assert "ndcg@10" in result.stdout and "dev" in result.stdout
+    assert re.search(r"^encoding documents: (\d+)/\1, done in 0:00:\d\d$", result.stderr, re.MULTILINE), result.stderr
 
 
 @pytest.mark.parametrize(

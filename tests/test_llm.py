@@ -23,8 +23,8 @@ def llamacpp():
 
 def test_in_process_generation_is_seeded(llamacpp) -> None:
     settings = SamplingSettings(temperature=0.8, max_tokens=16, seed=7)
-    first = llamacpp.generate(PROMPTS, settings)
-    again = llamacpp.generate(PROMPTS, settings)
+    first = llamacpp.generate(PROMPTS, [settings] * 2)
+    again = llamacpp.generate(PROMPTS, [settings] * 2)
     assert all(g.ok and g.text for g in first)
     assert [g.text for g in first] == [g.text for g in again]
 
@@ -108,5 +108,78 @@ def test_hf_backend_agrees_with_llama_cpp_on_the_same_model(llamacpp, hf_smollm2
     assert ours.ok and sum(ours.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     for label in LABELS:
         assert ours.probabilities[label] == pytest.approx(reference.probabilities[label], abs=0.05)
-    answer = hf.generate(PROMPTS[:1], SamplingSettings(max_tokens=12, seed=1))[0]
+    answer = hf.generate(PROMPTS[:1], [SamplingSettings(max_tokens=12, seed=1)])[0]
     assert answer.ok and answer.text
+
+
+class TimedServer:
+    """A real OpenAI-compatible server on 127.0.0.1 that answers every chat request after a delay.
+
+    Request 3 takes ``slow_s``, every other ``fast_s``; it records how many requests were in
+    flight at once and how many finished while the slow one was being answered.
+    """
+
+    def __init__(self, fast_s: float, slow_s: float):
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.in_flight = self.most_in_flight = self.count = self.finished = 0
+        self.finished_during_slow: int | None = None
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    server.count += 1
+                    n, server.in_flight = server.count, server.in_flight + 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                    finished_before = server.finished
+                time.sleep(slow_s if n == 3 else fast_s)
+                with lock:
+                    server.in_flight -= 1
+                    server.finished += 1
+                    if n == 3:
+                        server.finished_during_slow = server.finished - 1 - finished_before
+                body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {n}"}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+
+    def __enter__(self) -> TimedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def test_a_server_backend_keeps_its_requests_in_flight_and_caches_each_answer_as_it_comes(tmp_path: Path) -> None:
+    """Prompts with their own seeds share one pool; a slow answer holds one slot, not a batch."""
+    prompts = [f"Question {i}?" for i in range(24)]
+    settings = [SamplingSettings(max_tokens=8, seed=i) for i in range(24)]
+    with TimedServer(fast_s=0.05, slow_s=1.5) as server:
+        backend = load_backend(f"openai:{server.url}@timed", concurrency=4)
+        client = LLMClient(backend, cache_dir=tmp_path, show_progress=False)
+        answers = client.generate(prompts, settings)
+    assert all(a.ok for a in answers) and client.counts.llm_calls == 24
+    assert server.count == 24 and server.most_in_flight == 4
+    # In chunks of 4 at most 3 others could finish beside the slow request; a pool keeps going.
+    assert server.finished_during_slow is not None and server.finished_during_slow >= 12
+    again = LLMClient(backend, cache_dir=tmp_path, show_progress=False)
+    assert [a.text for a in again.generate(prompts, settings)] == [a.text for a in answers]
+    assert again.counts.cache_hits == 24 and again.counts.llm_calls == 0

@@ -259,7 +259,7 @@ def _llm_summary(client, written: int, out: Path, seconds: float, **extra) -> di
         "cache_hits": counts.cache_hits,
         "failed": counts.failed,
         "failures": counts.failures,
-        "retries": getattr(client.backend, "retries", 0),
+        "retries": client.backend.retries,
         "model": client.model_id,
         "out": str(out),
         "seconds": round(seconds, 3),

@@ -134,7 +134,7 @@ class Encoder:
         missing = sorted(missing, key=lambda k: len(texts[k]), reverse=True)
         found: dict[bytes, np.ndarray] = {}
         with progress() as bar:
-            task = bar.add_task(f"encoding {kind}s", total=len(missing), visible=self.show_progress)
+            task = bar.add_task("encoding " + ("queries" if kind == "query" else f"{kind}s"), total=len(missing), visible=self.show_progress)
             for start in range(0, len(missing), _CHUNK):
                 chunk = missing[start : start + _CHUNK]
                 embeddings = self.model.encode(

@@ -15,13 +15,20 @@ chat template.
   before it: query likelihood (UPR, ART) reads these.
 
 A failure is returned, not raised: one bad answer must never stop a long run.
+
+Each prompt of a :meth:`~LLMBackend.generate` call has its own sampling settings (its own
+seed): a batch is never split by settings, so a server or an engine sees all of it at once.
+A backend with ``streams = True`` (a server) takes any number of prompts in one call,
+keeps ``concurrency`` requests in flight until all are answered (no barrier between
+batches), and hands each answer to ``on_answer(position, answer)`` as it arrives, so the
+caller can cache it at once.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -104,6 +111,9 @@ def logprob_weights(top: Sequence[tuple[str, float]]) -> dict[str, float]:
 Prompt = str | list[dict[str, str]]
 
 
+AnswerCallback = Callable[[int, object], None]
+
+
 def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -113,6 +123,12 @@ class LLMBackend(ABC):
 
     #: the backend's name in a spec string (``llamacpp``, ``openai``, ``hf``, ``vllm``)
     kind: str
+    #: prompts handed to the backend at once (a server: requests in flight; an engine: its batch)
+    concurrency: int = 1
+    #: True for a server: one call over any number of prompts, answers reported through ``on_answer``
+    streams: bool = False
+    #: requests sent again after a retryable failure (servers), over the backend's life
+    retries: int = 0
 
     @property
     @abstractmethod
@@ -124,8 +140,8 @@ class LLMBackend(ABC):
         """Changes whenever the model's answers could change (weights, served model)."""
 
     @abstractmethod
-    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
-        """One answer per prompt, in order."""
+    def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings]) -> list[Generation]:
+        """One answer per prompt, in order, each sampled with its own settings."""
 
     @abstractmethod
     def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelProbabilities]:

@@ -13,12 +13,12 @@ from gradir.llm.call_cache import CallCache, call_key
 
 
 def _chunk_size(backend: LLMBackend) -> int:
-    """Prompts per backend call: as many as it runs at once, so each answer is cached as soon as its chunk ends.
+    """Prompts per call of a backend that does not stream: as many as it runs at once.
 
     In-process backends answer one prompt at a time (chunks of 1: a crash loses at most
-    the call in flight); a server backend gets as many as it has requests in flight.
+    the call in flight); a batching engine (hf, vLLM) gets a batch of ``concurrency``.
     """
-    return max(1, int(getattr(backend, "concurrency", 1)))
+    return max(1, backend.concurrency)
 
 
 def _chunks(indices: list[int], size: int, groups: Sequence[str] | None) -> list[list[int]]:
@@ -66,24 +66,16 @@ class LLMClient:
             call_key(self.backend.kind, self._fingerprint, "generate", p, s.as_dict()) for p, s in zip(prompts, settings)
         ]
 
-        def call(indices: list[int]) -> list:
-            # Backends take one settings object per call: group the chunk by settings.
-            results: dict[int, Generation] = {}
-            by_settings: dict[SamplingSettings, list[int]] = {}
-            for i in indices:
-                by_settings.setdefault(settings[i], []).append(i)
-            for setting, group in by_settings.items():
-                for i, result in zip(group, self.backend.generate([prompts[i] for i in group], setting)):
-                    results[i] = result
-            return [results[i] for i in indices]
+        def call(indices: list[int], **stream) -> list:
+            return self.backend.generate([prompts[i] for i in indices], [settings[i] for i in indices], **stream)
 
         return self._through_cache(keys, call, lambda g: {"text": g.text}, lambda v: Generation(v["text"]), what)
 
     def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str], what: str = "grading") -> list[LabelProbabilities]:
         keys = [call_key(self.backend.kind, self._fingerprint, "labels", p, {"labels": list(labels)}) for p in prompts]
 
-        def call(indices: list[int]) -> list:
-            return self.backend.label_probabilities([prompts[i] for i in indices], labels)
+        def call(indices: list[int], **stream) -> list:
+            return self.backend.label_probabilities([prompts[i] for i in indices], labels, **stream)
 
         return self._through_cache(
             keys, call, lambda r: {"probabilities": r.probabilities}, lambda v: LabelProbabilities(v["probabilities"]), what
@@ -100,8 +92,10 @@ class LLMClient:
             for p, c in zip(prefixes, continuations)
         ]
 
-        def call(indices: list[int]) -> list:
-            return self.backend.continuation_logprobs([prefixes[i] for i in indices], [continuations[i] for i in indices])
+        def call(indices: list[int], **stream) -> list:
+            return self.backend.continuation_logprobs(
+                [prefixes[i] for i in indices], [continuations[i] for i in indices], **stream
+            )
 
         return self._through_cache(
             keys, call, lambda r: {"logprobs": list(r.logprobs)}, lambda v: ContinuationLogprobs(tuple(v["logprobs"])),
@@ -120,19 +114,26 @@ class LLMClient:
                 missing.append(i)
         with progress() as bar:
             task = bar.add_task(what, total=len(missing), visible=self.show_progress and bool(missing))
-            for chunk in _chunks(missing, _chunk_size(self.backend), groups):
-                answers = call(chunk)
-                self.counts.llm_calls += len(chunk)
+
+            def store(answers: dict[int, object]) -> None:
                 fresh = {}
-                for i, answer in zip(chunk, answers):
+                for i, answer in answers.items():
                     results[i] = answer
+                    self.counts.llm_calls += 1
                     if answer.ok:
                         fresh[keys[i]] = encode(answer)
                     else:
                         self.counts.record_failure(answer.error)
                 if fresh and self._cache is not None:
                     self._cache.put_many(fresh)
-                bar.advance(task, len(chunk))
+                bar.advance(task, len(answers))
+
+            if self.backend.streams and missing:
+                # A server: one pool over every missing prompt; each answer is cached as it arrives.
+                call(missing, on_answer=lambda position, answer: store({missing[position]: answer}))
+            else:
+                for chunk in _chunks(missing, _chunk_size(self.backend), groups):
+                    store(dict(zip(chunk, call(chunk))))
         return results
 
     def close(self) -> None:

@@ -65,20 +65,20 @@ class HFBackend(LLMBackend):
             as_messages(prompt), tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings]) -> list[Generation]:
         import torch
 
         results = []
-        for prompt in prompts:  # one at a time: each answer's seed alone decides its sample
-            torch.manual_seed(settings.seed)
+        for prompt, setting in zip(prompts, settings):  # one at a time: each answer's seed alone decides its sample
+            torch.manual_seed(setting.seed)
             inputs = self.tokenizer(self._chat(prompt), return_tensors="pt", add_special_tokens=False).to(self.device)
             with torch.inference_mode():
                 output = self.model.generate(
                     **inputs,
-                    do_sample=settings.temperature > 0,
-                    temperature=settings.temperature if settings.temperature > 0 else None,
-                    top_p=settings.top_p,
-                    max_new_tokens=settings.max_tokens,
+                    do_sample=setting.temperature > 0,
+                    temperature=setting.temperature if setting.temperature > 0 else None,
+                    top_p=setting.top_p,
+                    max_new_tokens=setting.max_tokens,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

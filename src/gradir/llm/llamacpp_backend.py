@@ -132,17 +132,17 @@ class LlamaCppBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings]) -> list[Generation]:
         results = []
         self._chat_formatter()
-        for prompt in prompts:
+        for prompt, setting in zip(prompts, settings):
             try:
                 answer = self.llm.create_chat_completion(
                     messages=as_messages(prompt),
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    max_tokens=settings.max_tokens,
-                    seed=settings.seed,
+                    temperature=setting.temperature,
+                    top_p=setting.top_p,
+                    max_tokens=setting.max_tokens,
+                    seed=setting.seed,
                 )
                 text = (answer["choices"][0]["message"].get("content") or "").strip()
             except (ValueError, RuntimeError, KeyError, IndexError) as exc:

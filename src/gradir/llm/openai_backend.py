@@ -1,6 +1,8 @@
 """Any OpenAI-compatible server: vLLM, SGLang, llama.cpp's server, Ollama, hosted APIs.
 
-Requests run concurrently (asyncio, at most ``concurrency`` in flight), each with a
+Requests run from one continuously fed pool (asyncio, ``concurrency`` in flight: a new
+request starts as soon as any finishes, so one slow answer holds one slot, not a batch),
+and each answer goes to ``on_answer`` as it arrives. Every request has a
 timeout; 429 and 5xx answers, timeouts, dropped connections and malformed bodies are
 retried with exponential backoff and jitter (``Retry-After`` honoured), at most
 ``max_retries`` times, after which the prompt is a counted failure. The API key comes
@@ -29,6 +31,7 @@ import httpx
 
 from gradir.errors import GradirError
 from gradir.llm.base import (
+    AnswerCallback,
     ContinuationLogprobs,
     Generation,
     LLMBackend,
@@ -50,6 +53,7 @@ class _Retryable(Exception):
 
 class OpenAIBackend(LLMBackend):
     kind = "openai"
+    streams = True
 
     def __init__(
         self,
@@ -92,51 +96,57 @@ class OpenAIBackend(LLMBackend):
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
-        def body(prompt: Prompt) -> dict[str, Any]:
+    def generate(
+        self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings], on_answer: AnswerCallback | None = None
+    ) -> list[Generation]:
+        def body(i: int) -> dict[str, Any]:
             return {
                 "model": self.model,
-                "messages": as_messages(prompt),
-                "temperature": settings.temperature,
-                "top_p": settings.top_p,
-                "max_tokens": settings.max_tokens,
-                "seed": settings.seed,
+                "messages": as_messages(prompts[i]),
+                "temperature": settings[i].temperature,
+                "top_p": settings[i].top_p,
+                "max_tokens": settings[i].max_tokens,
+                "seed": settings[i].seed,
             }
 
-        def parse(answer: dict, _prompt: Prompt) -> Generation:
+        def parse(answer: dict, _i: int) -> Generation:
             text = (answer["choices"][0]["message"].get("content") or "").strip()
             return Generation(text) if text else Generation(None, "empty completion")
 
-        return self._run(prompts, body, parse, lambda reason: Generation(None, reason))
+        return self._run(len(prompts), body, parse, lambda reason: Generation(None, reason), on_answer=on_answer)
 
-    def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelProbabilities]:
-        def body(prompt: Prompt) -> dict[str, Any]:
+    def label_probabilities(
+        self, prompts: Sequence[Prompt], labels: Sequence[str], on_answer: AnswerCallback | None = None
+    ) -> list[LabelProbabilities]:
+        def body(i: int) -> dict[str, Any]:
             return {
                 "model": self.model,
-                "messages": as_messages(prompt),
+                "messages": as_messages(prompts[i]),
                 "temperature": 0.0,
                 "max_tokens": 1,
                 "logprobs": True,
                 "top_logprobs": self.top_logprobs,
             }
 
-        def parse(answer: dict, _prompt: Prompt) -> LabelProbabilities:
+        def parse(answer: dict, _i: int) -> LabelProbabilities:
             content = (answer["choices"][0].get("logprobs") or {}).get("content") or []
             if not content:
                 return LabelProbabilities(None, "the server returned no logprobs")
             top = [(t["token"], t["logprob"]) for t in content[0].get("top_logprobs") or []]
             return renormalise(logprob_weights(top), labels)
 
-        return self._run(prompts, body, parse, lambda reason: LabelProbabilities(None, reason))
+        return self._run(len(prompts), body, parse, lambda reason: LabelProbabilities(None, reason), on_answer=on_answer)
 
-    def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str]) -> list[ContinuationLogprobs]:
+    def continuation_logprobs(
+        self, prefixes: Sequence[str], continuations: Sequence[str], on_answer: AnswerCallback | None = None
+    ) -> list[ContinuationLogprobs]:
         texts = [split_continuation(p, c) for p, c in zip(prefixes, continuations)]
-        starts = {prefix + continuation: len(prefix) for prefix, continuation in texts}
 
-        def body(prompt: str) -> dict[str, Any]:
+        def body(i: int) -> dict[str, Any]:
+            prompt = texts[i][0] + texts[i][1]
             return {"model": self.model, "prompt": prompt, "echo": True, "logprobs": 0, "max_tokens": 1, "temperature": 0.0}
 
-        def parse(answer: dict, prompt: str) -> ContinuationLogprobs:
+        def parse(answer: dict, i: int) -> ContinuationLogprobs:
             logprobs = answer["choices"][0].get("logprobs") or {}
             tokens, values, offsets = (logprobs.get(k) or [] for k in ("tokens", "token_logprobs", "text_offset"))
             if not values or not offsets or all(v is None for v in values):
@@ -150,32 +160,39 @@ class OpenAIBackend(LLMBackend):
                     )
                 return ContinuationLogprobs(None, "answer without prompt log-probabilities")
             self._echoed["with"] += 1
-            start, end = starts[prompt], len(prompt)
+            start, end = len(texts[i][0]), len(texts[i][0]) + len(texts[i][1])
             chosen = [v for v, o in zip(values, offsets) if start <= o < end and v is not None]
             if not chosen:
                 return ContinuationLogprobs(None, "no token of the continuation among the echoed prompt tokens")
             return ContinuationLogprobs(tuple(float(v) for v in chosen))
 
         return self._run(
-            [p + c for p, c in texts], body, parse, lambda reason: ContinuationLogprobs(None, reason), endpoint="completions"
+            len(texts), body, parse, lambda reason: ContinuationLogprobs(None, reason), endpoint="completions",
+            on_answer=on_answer,
         )
 
-    def _run(self, prompts: Sequence[Prompt], body: Callable, parse: Callable, failure: Callable,
-             endpoint: str = "chat/completions") -> list:
-        async def main() -> list:
+    def _run(self, count: int, body: Callable[[int], dict], parse: Callable[[dict, int], Any], failure: Callable,
+             endpoint: str = "chat/completions", on_answer: AnswerCallback | None = None) -> list:
+        """Answers to requests 0..count-1 from a pool of ``concurrency`` workers; ``on_answer`` hears each at once."""
+        results: list = [None] * count
+
+        async def main() -> None:
             limits = httpx.Limits(max_connections=self.concurrency)
             async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
-                gate = asyncio.Semaphore(self.concurrency)
+                pending = iter(range(count))
 
-                async def one(prompt: Prompt):
-                    async with gate:
-                        return await self._with_retries(
-                            lambda: self._post(client, body(prompt), endpoint), lambda answer: parse(answer, prompt), failure
+                async def worker() -> None:
+                    for i in pending:  # one shared iterator: a worker takes the next request when it is free
+                        results[i] = await self._with_retries(
+                            lambda: self._post(client, body(i), endpoint), lambda answer: parse(answer, i), failure
                         )
+                        if on_answer is not None:
+                            on_answer(i, results[i])
 
-                return await asyncio.gather(*(one(p) for p in prompts))
+                await asyncio.gather(*(worker() for _ in range(min(self.concurrency, count))))
 
-        return asyncio.run(main())
+        asyncio.run(main())
+        return results
 
     async def _post(self, client: httpx.AsyncClient, body: dict, endpoint: str) -> dict:
         try:

@@ -35,12 +35,12 @@ class VLLMBackend(LLMBackend):
     def fingerprint(self) -> str:
         return model_fingerprint(self.path)
 
-    def generate(self, prompts: Sequence[Prompt], settings: SamplingSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings]) -> list[Generation]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed
-        )
+        params = [  # one per prompt: the engine batches prompts whose settings differ
+            SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed) for s in settings
+        ]
         outputs = self.engine.chat([as_messages(p) for p in prompts], params, use_tqdm=False)
         results = []
         for output in outputs:

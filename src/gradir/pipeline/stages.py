@@ -106,7 +106,7 @@ def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], ret
         "cache_hits": counts.cache_hits - hits,
         "failed": counts.failed - failed,
         "failures": {k: v - failures.get(k, 0) for k, v in counts.failures.items() if v - failures.get(k, 0)},
-        "retries": getattr(client.backend, "retries", 0) - retries_before,
+        "retries": client.backend.retries - retries_before,
         "model": client.model_id,
     }
 
@@ -114,7 +114,7 @@ def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], ret
 def _llm_snapshot(ctx: Context, client=None) -> tuple[tuple[int, int, int, dict[str, int]], int]:
     client = client or ctx.client()
     counts = client.counts
-    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), getattr(client.backend, "retries", 0)
+    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), client.backend.retries
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
