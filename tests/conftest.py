@@ -49,8 +49,12 @@ def shared_collection(name: str) -> Path:
     return path
 
 
-def write_scifact_slice(out: Path, queries: int = 20, extra_documents: int = 200, seed: int = 0) -> Path:
-    """A small real collection: SciFact's first test queries, their judged documents and random others."""
+def write_scifact_slice(out: Path, queries: int = 20, extra_documents: int = 200, seed: int = 0, messy: bool = False) -> Path:
+    """A small real collection: SciFact's first test queries, their judged documents and random others.
+
+    ``messy``: as real collections come, with two empty documents (no title, no text) and a
+    qrels line naming one of them; only a lenient read takes it.
+    """
     import json
     import random
 
@@ -65,6 +69,9 @@ def write_scifact_slice(out: Path, queries: int = 20, extra_documents: int = 200
         documents = [json.loads(line) for line in handle]
     others = [d for d in documents if d["_id"] not in judged]
     kept = [d for d in documents if d["_id"] in judged] + random.Random(seed).sample(others, extra_documents)
+    if messy:
+        kept += [{"_id": "empty-1", "title": "", "text": ""}, {"_id": "empty-2", "title": "", "text": " "}]
+        rows.append([chosen[0], "empty-1", "1"])
     (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept), encoding="utf-8")
     with open(source / "queries.jsonl", encoding="utf-8") as handle:
         selected = [line for line in handle if json.loads(line)["_id"] in chosen]
@@ -75,13 +82,14 @@ def write_scifact_slice(out: Path, queries: int = 20, extra_documents: int = 200
 
 @pytest.fixture(scope="session")
 def scifact_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_scifact_slice(tmp_path_factory.mktemp("scifact-slice") / "scifact")
+    return write_scifact_slice(tmp_path_factory.mktemp("scifact-slice") / "scifact", messy=True)
 
 
 SMALL_PIPELINE = """
 [run]
 collection = "{collection}"
 cache_dir = "{cache}"
+lenient = true
 [generate]
 passages = 4
 types = ["question", "keywords"]
@@ -99,7 +107,7 @@ validation_documents = 10
 
 
 def small_pipeline_config(path: Path, collection: Path, cache: Path, loss: str = "bixse", extra: str = "") -> Path:
-    """A pipeline config sized for tests: 4 passages, 2 query types, 4 training steps."""
+    """A pipeline config sized for tests: 4 passages, 2 query types, 4 training steps, a lenient read."""
     path.write_text(SMALL_PIPELINE.format(collection=collection, cache=cache, loss=loss) + extra, encoding="utf-8")
     return path
 

@@ -46,7 +46,7 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert grading["llm_calls"] + grading["cache_hits"] == len(pairs) + check["pairs"]
     assert stages["train"]["summary"]["steps"] == 4
     # The base figure is the one `gradir eval` gives on the same collection.
-    evaluated = run_cli("eval", "--collection", scifact_slice, "--json")
+    evaluated = run_cli("eval", "--collection", scifact_slice, "--lenient", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert stages["evaluate"]["summary"]["ndcg@10"]["base"] == pytest.approx(json.loads(evaluated.stdout)["ndcg@10"], abs=1e-6)
     comparison = json.loads((run / "eval" / "comparison.json").read_text())
@@ -58,6 +58,18 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
         assert f"## {heading}" in report
     log = (run / "log.txt").read_text()
     assert all(f"{name}: done" in log for name in STAGE_NAMES)
+    # The slice has two empty documents and a qrels line naming one: the lenient run says so.
+    assert summary["skipped"]["records"] == 3 and len(summary["skipped"]["first"]) == 3
+    assert "Lenient run: 3 bad record(s)" in report and "lenient: skipped 3 bad record(s)" in log
+
+
+def test_a_messy_collection_is_refused_by_a_strict_run_with_a_message_that_names_lenient(scifact_slice: Path, tmp_path: Path) -> None:
+    strict = tmp_path / "strict.toml"
+    strict.write_text(f'[run]\ncollection = "{scifact_slice}"\n', encoding="utf-8")
+    refused = run_cli("run", strict, "--out", tmp_path / "run")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "corpus.jsonl" in refused.stderr and "empty" in refused.stderr and "--lenient" in refused.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report(finished_run, tmp_path: Path) -> None:

@@ -734,6 +734,7 @@ def run_command(
     config: Annotated[Optional[Path], typer.Argument(help="Pipeline config (TOML); see `gradir init`.")] = None,
     collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder (overrides run.collection).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory; default runs/<collection name>.")] = None,
+    lenient: Annotated[bool, typer.Option("--lenient", help="Skip bad records and report them (sets run.lenient).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the pipeline: sample, generate, filter, documents, mine, grade, train, evaluate, report.
@@ -747,6 +748,7 @@ def run_command(
     settings = load_config(config) if config is not None else PipelineConfig()
     if collection is not None:
         settings.run.collection = str(collection.resolve())
+    settings.run.lenient = settings.run.lenient or lenient
     target = out or Path("runs") / Path(settings.collection_path()).name
     result = run_pipeline(settings, target)
     summary = result.summary()

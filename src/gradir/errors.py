@@ -45,14 +45,16 @@ class InputError(GradirError):
 
     max_listed = 10
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], hint: str | None = None):
         if not problems:
             raise ValueError("InputError needs at least one problem")
         self.problems = problems
         lines = [str(p) for p in problems[: self.max_listed]]
         extra = len(problems) - self.max_listed
         if extra > 0:
-            lines.append(f"... and {extra} more problem(s); --lenient skips bad records")
+            lines.append(f"... and {extra} more problem(s)")
+        if hint:
+            lines.append(hint)
         super().__init__("\n".join(lines))
 
     @classmethod

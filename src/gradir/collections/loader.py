@@ -142,10 +142,16 @@ class Collection:
         return {qid: q for qid, q in self.queries.items() if qid in judged}
 
 
+LENIENT_HINT = (
+    "to skip bad records and report them instead: --lenient (gradir run, eval, check and the other commands "
+    "that read a collection) or [run] lenient = true in a pipeline config"
+)
+
+
 def load_collection(path: Path | str, lenient: bool = False) -> Collection:
     """Load a BEIR folder, or a single corpus file as a collection without queries."""
     root = Path(path)
-    log = ProblemLog(lenient=lenient)
+    log = ProblemLog(lenient=lenient, hint=LENIENT_HINT)
     if root.is_file():
         return Collection(root, load_corpus(root, log), {}, log, root)
     if not root.is_dir():

@@ -16,8 +16,9 @@ class ProblemLog:
     keeps them so the caller can report how many records were skipped and why.
     """
 
-    def __init__(self, lenient: bool = False):
+    def __init__(self, lenient: bool = False, hint: str | None = None):
         self.lenient = lenient
+        self.hint = hint  # the last line of a strict refusal: how to skip instead
         self.problems: list[Problem] = []
         self._checked = 0
 
@@ -35,11 +36,17 @@ class ProblemLog:
         new = self.problems[self._checked :]
         self._checked = len(self.problems)
         if new and not self.lenient:
-            raise InputError(new)
+            raise InputError(new, self.hint)
 
     def pending(self) -> int:
         """How many problems were found since the last :meth:`check`."""
         return len(self.problems) - self._checked
+
+    def skipped(self, listed: int = 5) -> dict:
+        """What a lenient read skipped: the count, the count by kind and the first reasons (empty when nothing)."""
+        if not self.problems:
+            return {}
+        return {"records": len(self.problems), "by_kind": self.summary(), "first": [str(p) for p in self.problems[:listed]]}
 
     def summary(self) -> dict[str, int]:
         """How many records were skipped, by kind of problem."""

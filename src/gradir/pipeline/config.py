@@ -39,6 +39,9 @@ class RunSection(Section):
     collection: str = Field("", description="BEIR folder: corpus, queries, qrels/ (relative paths are from this file)")
     seed: int = Field(0, description="seed of passage sampling, generation and training")
     cache_dir: str = Field("", description="embedding and LLM call caches; empty: $GRADIR_CACHE_DIR or ~/.cache/gradir")
+    lenient: bool = Field(
+        False, description="skip records that fail validation (empty documents, qrels naming unknown ids) and report them"
+    )
 
 
 class ModelSection(Section):

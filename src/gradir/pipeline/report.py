@@ -139,6 +139,7 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
            for name, entry in state.items() if "llm_calls" in entry.get("summary", {})}
     return {
         "collection": str(collection.root),
+        "skipped": collection.log.skipped(),
         "config": config,
         "comparison": comparison,
         "deltas": [tuned[q] - base[q] for q in base if q in tuned],
@@ -172,6 +173,12 @@ GRADER_CHECK_HEADER = ["queries", "nDCG@10 base top 10", "reranked by the grader
                        "pairwise accuracy (relevant > unjudged)", "Spearman ρ"]
 
 
+def _skipped_sentence(skipped: dict) -> str:
+    """The lenient read's account: how many records of the collection were left out, and why."""
+    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(skipped["by_kind"].items()))
+    return f"Lenient run: {skipped['records']} bad record(s) of the collection were skipped ({kinds}); the first:"
+
+
 def _metric_rows(comparison: dict) -> list[tuple[str, float, float, float]]:
     return [(m, comparison["base"][m], comparison["tuned"][m], comparison["tuned"][m] - comparison["base"][m]) for m in METRICS]
 
@@ -184,6 +191,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"Collection `{data['collection']}`, split `{comparison['split']}` ({comparison['base']['queries']} queries); "
         f"loss `{config.train.loss}`, LLM `{config.llm.backend}`, grader `{config.grade.grader}`"
         f" (`{config.grade.llm or config.llm.backend}`); encoding `{config.model.backend} {config.model.precision}`.", "",
+        *([_skipped_sentence(data["skipped"]), "", *[f"- {reason}" for reason in data["skipped"]["first"]], ""]
+          if data["skipped"] else []),
         "## Base against tuned", "",
         "| metric | base | tuned | Δ |", "|---|---|---|---|",
         *[f"| {m} | {b:.4f} | {t:.4f} | {d:+.4f} |" for m, b, t, d in _metric_rows(comparison)], "",
@@ -293,6 +302,7 @@ def render_html(data: dict[str, Any]) -> str:
 ({comparison['base']['queries']} queries); loss <code>{e(config.train.loss)}</code>, LLM <code>{e(config.llm.backend)}</code>,
 grader <code>{e(config.grade.grader)}</code> (<code>{e(config.grade.llm or config.llm.backend)}</code>);
 encoding <code>{e(config.model.backend)} {e(config.model.precision)}</code>.</p>
+{f"<p>{e(_skipped_sentence(data['skipped']))}</p><ul>{''.join(f'<li>{e(r)}</li>' for r in data['skipped']['first'])}</ul>" if data["skipped"] else ""}
 <section id="metrics"><h2>Base against tuned</h2>
 {table(["metric", "base", "tuned", "Δ"], [[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)])}
 {table(["paired test", "wins", "losses", "ties", "p (t-test)", "p (randomisation)"],

@@ -128,8 +128,10 @@ class PipelineResult:
     stages: dict[str, dict[str, Any]]
     seconds: float
 
+    skipped: dict[str, Any] = field(default_factory=dict)
+
     def summary(self) -> dict[str, Any]:
-        return {"out": str(self.out), "seconds": round(self.seconds, 3), "stages": self.stages}
+        return {"out": str(self.out), "seconds": round(self.seconds, 3), "stages": self.stages, "skipped": self.skipped}
 
 
 def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collection]:
@@ -139,7 +141,7 @@ def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collec
     path = config.collection_path()
     if not path.exists():
         raise GradirError(f"{config.where('run', 'collection')}: run.collection: {path}: no such folder or file")
-    collection = load_collection(path)
+    collection = load_collection(path, lenient=config.run.lenient)
     if config.model.base and not Path(config.model.base).is_dir():
         raise GradirError(f"{config.where('model', 'base')}: model.base: {config.model.base}: no such model folder")
     if config.eval.split not in collection.splits():
@@ -148,6 +150,10 @@ def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collec
             f"(available: {', '.join(collection.splits()) or 'none'})"
         )
     collection.qrels(config.eval.split)
+    skipped = collection.log.skipped()
+    if skipped:
+        parts = ", ".join(f"{count} {kind}" for kind, count in sorted(skipped["by_kind"].items()))
+        err_console.print(f"[yellow]lenient: skipped {skipped['records']} bad record(s): {parts}[/yellow]")
     if not collection.split_queries(config.eval.split):
         raise GradirError(f"{collection.root}: split '{config.eval.split}' has no judged queries to evaluate on")
     if config.generate.examples and not Path(config.generate.examples).is_file():
@@ -169,6 +175,9 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> Pipeli
         from gradir.atomic import write_text_atomic
 
         write_text_atomic(run.path(CONFIG), render_config(config))
+        skipped = collection.log.skipped()
+        if skipped:
+            run.log(f"lenient: skipped {skipped['records']} bad record(s): " + "; ".join(skipped["first"]))
         fingerprints = Fingerprints(config, config.collection_path())
         context = Context(config, run.root, collection)
         stages: dict[str, dict[str, Any]] = {}
@@ -177,7 +186,7 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> Pipeli
                 stages[stage.name] = _run_stage(run, context, stage, fingerprints.of(stage))
         finally:
             context.close()
-    return PipelineResult(run.root, stages, time.perf_counter() - start)
+    return PipelineResult(run.root, stages, time.perf_counter() - start, collection.log.skipped())
 
 
 def _run_stage(run: RunDirectory, context: Context, stage: Stage, fingerprint: str) -> dict[str, Any]:
