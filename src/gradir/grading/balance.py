@@ -44,13 +44,12 @@ def balance_grades(
 ) -> Balancing:
     target = target or {g: 0.25 for g in range(4)}
     report = Balancing(before=grade_histogram(judgments))
-    current = list(judgments)
+    counts = Counter(j.grade for j in judgments)  # kept up to date as judgments are added: no recount per batch
     queries = {j.query_id: j.query_text for j in judgments}
     order = sorted(queries)
     cursor = 0
     while report.generations < budget:
-        counts = Counter(j.grade for j in current)
-        total = len(current)
+        total = sum(counts.values())
         short = [g for g in MIDDLE_GRADES if counts[g] < target.get(g, 0) * total]
         if not short or not order:
             break
@@ -76,7 +75,7 @@ def balance_grades(
                 continue
             report.documents.append(document)
             report.added.append(judgment)
-            current.append(judgment)
+            counts[judgment.grade] += 1
             report.hit[level] += judgment.grade == level
-    report.after = grade_histogram(current)
+    report.after = grade_histogram([*judgments, *report.added])
     return report
