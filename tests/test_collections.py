@@ -145,3 +145,26 @@ def test_an_error_lists_every_bad_line_of_a_file(tmp_path: Path) -> None:
         load_corpus(path)
     assert len(info.value.problems) == 15
     assert "and 5 more problem(s)" in str(info.value)
+
+
+def test_a_collection_fingerprint_rereads_a_file_only_when_its_size_or_mtime_changes(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from gradir.pipeline.runner import collection_fingerprint
+
+    collection = tmp_path / "tiny"
+    shutil.copytree(TINY, collection)
+    cache = tmp_path / "cache"
+    first = collection_fingerprint(collection, cache)
+    assert collection_fingerprint(collection, None) == first  # the store changes nothing but the cost
+    corpus = collection / "corpus.jsonl"
+    stat = corpus.stat()
+    # Same size and mtime: the stored digest stands and the file is not read again...
+    corpus.write_bytes(corpus.read_bytes().replace(b"a", b"b", 1))
+    os.utime(corpus, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert collection_fingerprint(collection, cache) == first
+    # ...a new modification time sends it to be read, and the new content gives a new fingerprint.
+    os.utime(corpus, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = collection_fingerprint(collection, cache)
+    assert changed != first and changed == collection_fingerprint(collection, None)

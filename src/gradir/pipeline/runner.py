@@ -23,7 +23,9 @@ from typing import Any
 from gradir.collections import load_collection
 from gradir.collections.loader import Collection
 from gradir.console import err_console
+from gradir.embedding_cache import default_cache_dir
 from gradir.errors import GradirError
+from gradir.file_digests import file_digest
 from gradir.models import model_fingerprint, resolve_model_path
 from gradir.pipeline.config import PipelineConfig, load_config, render_config
 from gradir.pipeline.rundir import CONFIG, RunDirectory
@@ -32,15 +34,17 @@ from gradir.pipeline.stages import EVAL, MODEL, STAGES, Context, Stage
 FINGERPRINT_VERSION = 1
 
 
-def collection_fingerprint(root: Path) -> str:
-    """A content hash of the collection's files (corpus, queries, qrels)."""
+def collection_fingerprint(root: Path, cache_dir: Path | None = None) -> str:
+    """A hash of the collection's files (corpus, queries, qrels): their names and content digests.
+
+    Each file's digest is read again only when its size or modification time changed
+    (:mod:`gradir.file_digests`), so an unchanged corpus is not re-read on every run.
+    """
     digest = hashlib.blake2b(digest_size=16)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     for path in files:
-        digest.update(str(path.relative_to(root) if path != root else path.name).encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(str(path.relative_to(root) if path != root else path.name).encode() + b"\0")
+        digest.update(file_digest(path, cache_dir).encode())
     return digest.hexdigest()
 
 
@@ -56,7 +60,8 @@ class Fingerprints:
 
     def _collection_fp(self) -> str:
         if self._collection is None:
-            self._collection = collection_fingerprint(self.collection_root)
+            cache = Path(self.config.run.cache_dir) if self.config.run.cache_dir else default_cache_dir()
+            self._collection = collection_fingerprint(self.collection_root, cache)
         return self._collection
 
     def _model_fp(self) -> str:
