@@ -383,6 +383,8 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
         arguments += ["--mini-batch-size", str(settings.mini_batch_size)]
     if settings.max_seq_length:
         arguments += ["--max-seq-length", str(settings.max_seq_length)]
+    if ctx.config.run.lenient:
+        arguments.append("--lenient")  # each process reads the collection as this run did
     if resume:
         arguments.append("--resume")
     command = [*shlex.split(settings.launcher), *arguments]
