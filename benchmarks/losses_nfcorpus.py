@@ -1,8 +1,8 @@
 """Losses on real graded labels: NFCorpus dev qrels → train → NFCorpus test.
 
-Expected run time on 2 CPU cores: about 7 minutes a run (training 30 steps, scoring the
-held-out validation queries 5 times, evaluating on the 3,633-document test corpus), so
-about 110 minutes for 5 losses x 3 seeds; finished runs are kept in ``--work`` and
+Expected run time on 2 CPU cores: about 7 minutes a run at 30 steps and 16-20 at 60
+(training, scoring the held-out validation queries, evaluating on the 3,633-document
+test corpus), so 2-5 hours for 5 losses x 3 seeds; finished runs are kept in ``--work`` and
 skipped when the script is started again; ``--work`` is tied to the recipe (steps,
 batch, learning rate, negatives, validation, loss options), so another recipe needs
 another one.
