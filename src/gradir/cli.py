@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from gradir.collections.problems import report_skipped
 from gradir.console import err_console
 from gradir.errors import GradirError
 from gradir.training_defaults import (
@@ -52,12 +53,6 @@ def _check_retriever(retriever: str) -> None:
 
     if retriever not in RETRIEVERS:
         raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
-
-
-def _report_skipped(summary: dict[str, int]) -> None:
-    if summary:
-        parts = ", ".join(f"{count} {kind}" for kind, count in sorted(summary.items()))
-        err_console.print(f"[yellow]lenient: skipped {sum(summary.values())} bad record(s): {parts}[/yellow]")
 
 
 @app.command("eval")
@@ -97,7 +92,7 @@ def eval_command(
     result = evaluate(loaded, split=split, retriever=retriever, encoder=encoder, top_k=top_k)
     if out is not None:
         result.save(out)
-    _report_skipped(loaded.log.summary())
+    report_skipped(loaded.log.summary())
     summary = result.summary()
     summary["skipped"] = loaded.log.summary()
     if as_json:
@@ -146,7 +141,7 @@ def compare_command(
     _, per_a = score_run(qrels, read_run(_resolve_run_path(run_a), loaded.log))
     _, per_b = score_run(qrels, read_run(_resolve_run_path(run_b), loaded.log))
     result = compare_per_query(per_a, per_b, metric=metric, resamples=resamples, seed=seed)
-    _report_skipped(loaded.log.summary())
+    report_skipped(loaded.log.summary())
     if as_json:
         _emit(result.as_dict(), True)
         return
@@ -180,7 +175,7 @@ def check_command(
         "skipped": loaded.log.summary(),
         "problems": [str(p) for p in loaded.log.problems[:100]],
     }
-    _report_skipped(loaded.log.summary())
+    report_skipped(loaded.log.summary())
     if as_json:
         _emit(result, True)
     else:
@@ -226,7 +221,7 @@ def judgments_from_qrels_command(
         "out": str(out),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    _report_skipped(loaded.log.summary())
+    report_skipped(loaded.log.summary())
     if as_json:
         _emit(result, True)
     else:
@@ -321,7 +316,7 @@ def generate_queries_command(
     summary["calls_per_query"] = (
         round((summary["llm_calls"] + summary["cache_hits"]) / len(result.queries), 3) if result.queries else None
     )
-    _report_skipped(loaded.log.summary())
+    report_skipped(loaded.log.summary())
     if as_json:
         _emit(summary, True)
     else:
@@ -720,7 +715,7 @@ def _finish_training(result, skipped: dict[str, int], as_json: bool) -> None:
 
     if not is_main_process():
         return  # one summary per run, from rank 0
-    _report_skipped(skipped)
+    report_skipped(skipped)
     if as_json:
         _emit(result.summary(), True)
     else:

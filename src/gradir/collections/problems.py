@@ -8,6 +8,19 @@ from pathlib import Path
 from gradir.errors import InputError, Problem
 
 
+def kinds_text(by_kind: dict[str, int]) -> str:
+    """``2 empty text, 1 unknown document``: a lenient read's skips by kind, in one phrase."""
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(by_kind.items()))
+
+
+def report_skipped(by_kind: dict[str, int]) -> None:
+    """Say on stderr what a lenient read skipped (nothing when it skipped nothing)."""
+    if by_kind:
+        from gradir.console import err_console
+
+        err_console.print(f"[yellow]lenient: skipped {sum(by_kind.values())} bad record(s): {kinds_text(by_kind)}[/yellow]")
+
+
 class ProblemLog:
     """Records problems found while reading files.
 

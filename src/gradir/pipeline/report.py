@@ -19,6 +19,7 @@ from typing import Any
 
 from gradir.atomic import write_text_atomic
 from gradir.collections.loader import Collection
+from gradir.collections.problems import kinds_text
 from gradir.evaluation.metrics import METRICS
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.rundir import RunDirectory
@@ -175,8 +176,8 @@ GRADER_CHECK_HEADER = ["queries", "nDCG@10 base top 10", "reranked by the grader
 
 def _skipped_sentence(skipped: dict) -> str:
     """The lenient read's account: how many records of the collection were left out, and why."""
-    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(skipped["by_kind"].items()))
-    return f"Lenient run: {skipped['records']} bad record(s) of the collection were skipped ({kinds}); the first:"
+    return (f"Lenient run: {skipped['records']} bad record(s) of the collection were skipped "
+            f"({kinds_text(skipped['by_kind'])}); the first:")
 
 
 def _metric_rows(comparison: dict) -> list[tuple[str, float, float, float]]:

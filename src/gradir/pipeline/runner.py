@@ -22,6 +22,7 @@ from typing import Any
 
 from gradir.collections import load_collection
 from gradir.collections.loader import Collection
+from gradir.collections.problems import report_skipped
 from gradir.console import err_console
 from gradir.embedding_cache import default_cache_dir
 from gradir.errors import GradirError
@@ -155,10 +156,7 @@ def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collec
             f"(available: {', '.join(collection.splits()) or 'none'})"
         )
     collection.qrels(config.eval.split)
-    skipped = collection.log.skipped()
-    if skipped:
-        parts = ", ".join(f"{count} {kind}" for kind, count in sorted(skipped["by_kind"].items()))
-        err_console.print(f"[yellow]lenient: skipped {skipped['records']} bad record(s): {parts}[/yellow]")
+    report_skipped(collection.log.summary())
     if not collection.split_queries(config.eval.split):
         raise GradirError(f"{collection.root}: split '{config.eval.split}' has no judged queries to evaluate on")
     if config.generate.examples and not Path(config.generate.examples).is_file():
