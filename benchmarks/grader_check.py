@@ -52,7 +52,7 @@ def grader_for(variant: str, client: LLMClient, documents: dict):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections", nargs="+", default=["scifact", "nfcorpus"])
-    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--queries", type=int, default=30, help="judged test queries sampled per collection; 0: all")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--variants", nargs="+",
                         default=["likelihood:smollm2-135m:256", "likelihood:gemma3-270m:256", "llm:smollm2-135m:400"])
@@ -67,7 +67,8 @@ def main() -> None:
             model = variant.split(":")[1]
             client = LLMClient(load_backend(f"llamacpp:{model}"), cache_dir=args.cache, show_progress=False)
             start = time.perf_counter()
-            result = check_against_qrels(collection, "test", grader_for(variant, client, collection.documents), queries=args.queries,
+            grader = grader_for(variant, client, collection.documents)
+            result = check_against_qrels(collection, "test", grader, queries=args.queries or 10**9,
                                          top_k=args.top_k, encoder=Encoder(show_progress=False))
             seconds = time.perf_counter() - start
             calls = client.counts.llm_calls
@@ -93,7 +94,8 @@ def main() -> None:
         append_section(
             "Graders against human judgments: reranking the base top 10",
             "python benchmarks/grader_check.py " + " ".join(sys.argv[1:]),
-            f"Test split, {args.queries} sampled judged queries per collection (seed 0), all-MiniLM-L6-v2's top "
+            f"Test split, {f'{args.queries} sampled judged queries' if args.queries else 'every judged query'} per "
+            "collection (seed 0), all-MiniLM-L6-v2's top "
             f"{args.top_k}; variant = grader:model:passage tokens[:prompt]. Pairs/s counts fresh LLM calls only.",
             table,
         )
