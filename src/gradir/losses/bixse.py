@@ -36,6 +36,26 @@ from torch import Tensor, nn
 from gradir.losses.base import BiEncoderLoss, gathered_documents
 
 class BiXSELoss(BiEncoderLoss):
+    """BiXSE over the batch's query × document matrix (formula in the module docstring).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        init_scale: s at the start (trained: ``learnable``).
+        init_bias: b at the start; negative because most pairs of a batch are negatives.
+        positive_weight: w+, the weight of the y_ij · log σ(z_ij) term.
+        negative_weight: w-, the weight of the (1 - y_ij) · log(1 - σ(z_ij)) term.
+        learnable: train s and b (at the loss learning rate) or keep them fixed.
+
+    Inputs:
+        | texts                                  | labels                                            |
+        |----------------------------------------|---------------------------------------------------|
+        | (query, document_1, ..., document_K)   | (B, K) soft labels y in [0, 1]: p_relevant        |
+
+        In gradir's training sets K = ``list_size``: the positive first, then documents
+        judged below it; the labels may carry document ids after the K values
+        (:func:`gradir.losses.base.split_labels`).
+    """
+
     def __init__(
         self,
         model: nn.Module,

@@ -33,6 +33,21 @@ from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize, spl
 
 
 class InfoNCELoss(BiEncoderLoss):
+    """InfoNCE with in-batch negatives (formula in the module docstring).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        scale: 1/τ, the inverse temperature of the softmax over cosine similarities.
+
+    Inputs:
+        | texts                                         | labels                                      |
+        |-----------------------------------------------|---------------------------------------------|
+        | (query, positive, [hard negative_1, ...])     | none, or the query's and documents' ids     |
+
+        With ids, in-batch documents judged relevant for the query are left out of its
+        negatives (the fair baseline against the graded losses).
+    """
+
     def __init__(self, model: nn.Module, scale: float = 20.0):
         super().__init__(model)
         self.scale = scale

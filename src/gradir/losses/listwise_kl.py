@@ -33,6 +33,23 @@ from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize
 
 
 class ListwiseKLLoss(BiEncoderLoss):
+    """Listwise KL distillation plus a contrastive term (formula in the module docstring).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        teacher_temperature: τ_t of the teacher's softmax over the list.
+        student_temperature: τ_s of the student's softmax over the list's cosines.
+        infonce_weight: λ, the weight of the contrastive term (0: KL only).
+        infonce_temperature: τ of the contrastive term.
+        false_negative_ratio: candidates whose teacher score exceeds this share of the
+            query's top score are not used as its contrastive negatives.
+
+    Inputs:
+        | texts                                         | labels                                         |
+        |-----------------------------------------------|------------------------------------------------|
+        | (query, source passage, candidate_2..K)       | (B, K) teacher scores in [0, 1]: p_relevant    |
+    """
+
     def __init__(
         self,
         model: nn.Module,

@@ -34,6 +34,19 @@ from gradir.losses.base import BiEncoderLoss
 
 
 class MarginMSELoss(BiEncoderLoss):
+    """Margin MSE against the teacher's margins (formula in the module docstring).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        init_scale: s at the start, mapping the student's margins onto the labels' scale.
+        learnable: train s (at the loss learning rate) or keep it fixed.
+
+    Inputs:
+        | texts                                         | labels                                         |
+        |-----------------------------------------------|------------------------------------------------|
+        | (query, positive, negative_1..negative_M)     | (B, 1 + M) teacher scores: p_relevant in [0, 1] |
+    """
+
     def __init__(self, model: nn.Module, init_scale: float = 5.0, learnable: bool = True):
         super().__init__(model)
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)

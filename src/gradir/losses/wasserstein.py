@@ -76,6 +76,20 @@ def emd_1d(predicted: Tensor, target: Tensor, grades: Tensor) -> Tensor:
 
 
 class WassersteinLoss(BiEncoderLoss):
+    """Wasserstein distance between predicted and graded distributions (module docstring).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        temperature: τ of the predicted softmax over cosine similarities.
+        form: ``"gaussian"`` (batch-level Fréchet distance, the authors' code) or
+            ``"emd"`` (per-query earth mover's distance along the grade axis).
+
+    Inputs:
+        | texts                                         | labels                                          |
+        |-----------------------------------------------|-------------------------------------------------|
+        | (query, document_1..document_K)               | (B, K) integer grades 0-3 (not probabilities)   |
+    """
+
     def __init__(self, model: nn.Module, temperature: float = 0.05, form: Literal["gaussian", "emd"] = "gaussian"):
         super().__init__(model)
         if form not in ("gaussian", "emd"):
