@@ -47,7 +47,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     calls = client.counts.llm_calls
     written = len(result.queries)
-    by_type = {t: sum(q.query_type == t for q in result.queries) for t in dict.fromkeys(q.query_type for q in result.queries)}
+    by_type = {t: sum(q.type == t for q in result.queries) for t in dict.fromkeys(q.type for q in result.queries)}
     rejected = ", ".join(f"{reason} {count}" for reason, count in result.rejected.most_common()) or "none"
     failures = sum(result.failures.values())
     client.close()

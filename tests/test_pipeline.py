@@ -45,6 +45,10 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert check["queries"] == 2 and check["pairs"] == 20 and 0.0 <= check["ndcg@10_reranked"] <= 1.0
     assert grading["llm_calls"] + grading["cache_hits"] == len(pairs) + check["pairs"]
     assert stages["train"]["summary"]["steps"] == 4
+    # The plan printed before the LLM stages: 4 passages × 2 types, 3 mined candidates, at most 4 steps.
+    plan = {row["stage"]: row for row in summary["plan"]["stages"]}
+    assert plan["generate"]["work"] == "8 query slots" and plan["generate"]["llm_calls"] >= 8
+    assert plan["train"]["work"].startswith("~4 steps") and not any(row["done"] for row in plan.values())
     # The base figure is the one `gradir eval` gives on the same collection.
     evaluated = run_cli("eval", "--collection", scifact_slice, "--lenient", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
@@ -53,7 +57,7 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert comparison["tuned"]["ndcg@10"] == pytest.approx(stages["evaluate"]["summary"]["ndcg@10"]["tuned"], abs=1e-6)
     assert (run / "model" / "model.safetensors").is_file()
     report = (run / "report.md").read_text()
-    for heading in ("Base against tuned", "Per-query wins and losses", "Grades", "The grader against the human judgments",
+    for heading in ("In short", "Base against tuned", "Per-query wins and losses", "Grades", "The grader against the human judgments",
                     "Training", "Query types", "LLM calls and failures", "Sample of generated queries"):
         assert f"## {heading}" in report
     log = (run / "log.txt").read_text()
@@ -61,6 +65,10 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     # The slice has two empty documents and a qrels line naming one: the lenient run says so.
     assert summary["skipped"]["records"] == 3 and len(summary["skipped"]["first"]) == 3
     assert "Lenient run: 3 bad record(s)" in report and "lenient: skipped 3 bad record(s)" in log
+    # The report reads its figures in words: the gain and its test, the grader check; 4 steps log 4 points.
+    short = report.split("## In short", 1)[1].split("## Base against tuned", 1)[0]
+    assert f"nDCG@10 went from {comparison['base']['ndcg@10']:.4f} to {comparison['tuned']['ndcg@10']:.4f}" in short
+    assert "Checked against 2 human-judged queries" in short and "no curve to read" not in short
 
 
 def test_a_messy_collection_is_refused_by_a_strict_run_with_a_message_that_names_lenient(scifact_slice: Path, tmp_path: Path) -> None:
@@ -86,6 +94,12 @@ def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report
     states = {s["name"]: s["status"] for s in json.loads(status.stdout)["stages"]}
     assert states == {**{n: "done" for n in STAGE_NAMES}, "train": "stale", "evaluate": "stale", "report": "stale"}
 
+    # The dry run prints the plan and writes nothing: the LLM stages are done (free), training is not.
+    dry = run_cli("run", changed, "--out", run, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = {row["stage"]: row for row in json.loads(dry.stdout)["plan"]["stages"]}
+    assert plan["generate"]["done"] and plan["grade"]["done"] and not plan["train"]["done"]
+    assert json.loads(dry.stdout)["plan"]["llm_calls"] == 0 and "Scale with generate.passages" in dry.stderr
     rerun = run_cli("run", changed, "--out", run, "--json")
     assert rerun.returncode == 0, rerun.stderr
     ran = {name for name, s in json.loads(rerun.stdout)["stages"].items() if s["status"] == "ran"}
@@ -117,7 +131,7 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path: Path) -> No
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     assert 'data-broken-images="0"' in body
     assert int(re.search(r'data-images="(\d+)"', body).group(1)) == 3  # per-query, grades, training loss
-    for section in ("metrics", "per-query", "grades", "training", "query-types", "llm", "samples"):
+    for section in ("summary", "metrics", "per-query", "grades", "training", "query-types", "llm", "samples"):
         assert f'id="{section}"' in dom.stdout
     assert dom.stdout.count("<details") >= 1
     screenshot = tmp_path / "report.png"
@@ -173,3 +187,22 @@ def test_training_under_torchrun_with_two_processes(finished_run) -> None:
     assert stages["train"]["summary"]["steps"] == 2
     assert json.loads((run / "model" / "training.json").read_text())["steps"] == 2
     assert not (run / "model" / ".staging").exists()
+
+
+def test_the_report_says_when_a_gain_is_noise_and_when_grades_are_all_alike() -> None:
+    from gradir.pipeline.findings import findings
+
+    def data(p: float, mined: dict[str, int], log_points: int) -> dict:
+        test = {"wins": 30, "losses": 20, "p_randomization": p}
+        return {"comparison": {"base": {"ndcg@10": 0.60}, "tuned": {"ndcg@10": 0.62}, "paired_tests": {"ndcg@10": test}},
+                "training": {"selection": {"output": "base"}}, "histograms": {"mined candidates": mined},
+                "grader_check": None, "training_log": [{"loss": 1.0}] * log_points}
+
+    noisy = findings(data(0.2, {"0": 3, "1": 98, "3": 16}, 1))
+    assert "not significant" in noisy[0] and "p = 0.200" in noisy[0]
+    assert any("the output is the base model" in s for s in noisy)
+    assert any("98 of 117 mined candidates (84%) in grade 1" in s for s in noisy)
+    assert any("logged 1 time(s)" in s for s in noisy)
+    clear = findings(data(0.01, {"0": 40, "1": 40, "3": 37}, 12))
+    assert "a significant gain" in clear[0]
+    assert not any("mined candidates" in s or "logged" in s for s in clear)

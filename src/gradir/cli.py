@@ -730,6 +730,7 @@ def run_command(
     collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder (overrides run.collection).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory; default runs/<collection name>.")] = None,
     lenient: Annotated[bool, typer.Option("--lenient", help="Skip bad records and report them (sets run.lenient).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (LLM calls, steps, time on this machine) and stop.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the pipeline: sample, generate, filter, documents, mine, grade, train, evaluate, report.
@@ -745,10 +746,12 @@ def run_command(
         settings.run.collection = str(collection.resolve())
     settings.run.lenient = settings.run.lenient or lenient
     target = out or Path("runs") / Path(settings.collection_path()).name
-    result = run_pipeline(settings, target)
+    result = run_pipeline(settings, target, dry_run=dry_run)
     summary = result.summary()
     if as_json:
         _emit(summary, True)
+        return
+    if dry_run:
         return
     evaluation = summary["stages"]["evaluate"]["summary"]
     _print_base_tuned(evaluation)

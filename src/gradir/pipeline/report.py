@@ -1,6 +1,7 @@
 """The run's report: ``report.md`` and a self-contained ``report.html`` (plots embedded as PNG).
 
-Sections: base against tuned with the paired tests, per-query wins and losses, grade
+Sections: the figures read in words (:mod:`gradir.pipeline.findings`), base against
+tuned with the paired tests, per-query wins and losses, grade
 histograms, the training loss curve, query types (generated, kept, share of the training
 positives), LLM calls and failures, and a browsable sample of generated queries with
 their source passages and graded candidates. Plots are drawn with matplotlib (Agg).
@@ -22,12 +23,13 @@ from gradir.collections.loader import Collection
 from gradir.collections.problems import kinds_text
 from gradir.evaluation.metrics import METRICS
 from gradir.pipeline.config import PipelineConfig
+from gradir.pipeline.findings import findings
 from gradir.pipeline.rundir import RunDirectory
 from gradir.pipeline.stages import COMPARISON, JUDGMENTS, KEPT, MODEL, QUERIES
 from gradir.tables import read_jsonl
 
 SAMPLE_QUERIES = 40
-SECTIONS = ("metrics", "per-query", "grades", "training", "query-types", "llm", "samples")
+SECTIONS = ("summary", "metrics", "per-query", "grades", "training", "query-types", "llm", "samples")
 
 
 def _per_query(path: Path) -> dict[str, float]:
@@ -194,6 +196,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f" (`{config.grade.llm or config.llm.backend}`); encoding `{config.model.backend} {config.model.precision}`.", "",
         *([_skipped_sentence(data["skipped"]), "", *[f"- {reason}" for reason in data["skipped"]["first"]], ""]
           if data["skipped"] else []),
+        "## In short", "",
+        *[f"- {sentence}" for sentence in findings(data)], "",
         "## Base against tuned", "",
         "| metric | base | tuned | Δ |", "|---|---|---|---|",
         *[f"| {m} | {b:.4f} | {t:.4f} | {d:+.4f} |" for m, b, t, d in _metric_rows(comparison)], "",
@@ -262,6 +266,12 @@ def _failures(failures: dict | None) -> str:
     return ", ".join(f"{k}: {v}" for k, v in (failures or {}).items()) or "none"
 
 
+def _bold(escaped: str) -> str:
+    """Markdown's **bold** as <b> in already escaped HTML text."""
+    parts = escaped.split("**")
+    return "".join(f"<b>{part}</b>" if i % 2 else part for i, part in enumerate(parts))
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -304,6 +314,8 @@ def render_html(data: dict[str, Any]) -> str:
 grader <code>{e(config.grade.grader)}</code> (<code>{e(config.grade.llm or config.llm.backend)}</code>);
 encoding <code>{e(config.model.backend)} {e(config.model.precision)}</code>.</p>
 {f"<p>{e(_skipped_sentence(data['skipped']))}</p><ul>{''.join(f'<li>{e(r)}</li>' for r in data['skipped']['first'])}</ul>" if data["skipped"] else ""}
+<section id="summary"><h2>In short</h2>
+<ul>{"".join(f"<li>{_bold(e(sentence))}</li>" for sentence in findings(data))}</ul></section>
 <section id="metrics"><h2>Base against tuned</h2>
 {table(["metric", "base", "tuned", "Δ"], [[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)])}
 {table(["paired test", "wins", "losses", "ties", "p (t-test)", "p (randomisation)"],

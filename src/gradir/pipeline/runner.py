@@ -135,9 +135,11 @@ class PipelineResult:
     seconds: float
 
     skipped: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"out": str(self.out), "seconds": round(self.seconds, 3), "stages": self.stages, "skipped": self.skipped}
+        return {"out": str(self.out), "seconds": round(self.seconds, 3), "stages": self.stages, "skipped": self.skipped,
+                "plan": self.plan}
 
 
 def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collection]:
@@ -166,11 +168,16 @@ def prepare(config: PipelineConfig | Path | str) -> tuple[PipelineConfig, Collec
     return config, collection
 
 
-def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> PipelineResult:
+LLM_STAGES = ("generate", "documents", "grade")
+
+
+def run_pipeline(config: PipelineConfig | Path | str, out: Path | str, *, dry_run: bool = False) -> PipelineResult:
     """Run every stage that is not already done under this config; return what each did.
 
     When every stage is already done under this config and these collection files (their
-    fingerprints match), nothing is loaded: a rerun costs the fingerprints alone.
+    fingerprints match), nothing is loaded: a rerun costs the fingerprints alone. Before
+    the LLM stages run, the plan (:mod:`gradir.pipeline.plan`) is printed; ``dry_run``
+    prints it and returns without writing anything.
     """
     start = time.perf_counter()
     config = config if isinstance(config, PipelineConfig) else load_config(config)
@@ -179,10 +186,17 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> Pipeli
         with run:
             _announce_takeover(run)
             fingerprints = Fingerprints(config, config.collection_path())
-            if all(_up_to_date(run, stage, fingerprints.of(stage)) for stage in STAGES):
+            if not dry_run and all(_up_to_date(run, stage, fingerprints.of(stage)) for stage in STAGES):
                 stages = {stage.name: _skipped(run, stage) for stage in STAGES}
                 return PipelineResult(run.root, stages, time.perf_counter() - start)
     config, collection = prepare(config)
+    if dry_run:
+        context = Context(config, Path(out), collection)
+        try:
+            plan = _show_plan(context, RunDirectory(out))
+        finally:
+            context.close()
+        return PipelineResult(Path(out), {}, time.perf_counter() - start, collection.log.skipped(), plan)
     run = RunDirectory(out)
     with run:
         _announce_takeover(run)
@@ -195,12 +209,29 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str) -> Pipeli
         fingerprints = Fingerprints(config, config.collection_path())
         context = Context(config, run.root, collection)
         stages: dict[str, dict[str, Any]] = {}
+        plan: dict[str, Any] = {}
         try:
+            if not all(_up_to_date(run, stage, fingerprints.of(stage)) for stage in STAGES if stage.name in LLM_STAGES):
+                plan = _show_plan(context, run)
             for stage in STAGES:
                 stages[stage.name] = _run_stage(run, context, stage, fingerprints.of(stage))
         finally:
             context.close()
-    return PipelineResult(run.root, stages, time.perf_counter() - start, collection.log.skipped())
+    return PipelineResult(run.root, stages, time.perf_counter() - start, collection.log.skipped(), plan)
+
+
+def _show_plan(context: Context, run: RunDirectory) -> dict[str, Any]:
+    """Measure this machine's speed with the run's models, print the plan, and return it."""
+    from gradir.pipeline.plan import measure_timings, plan_run, print_plan
+
+    config, collection = context.config, context.collection
+    done = {s.name for s in stage_statuses(run, config) if s.status == "done"}
+    sample = [d.full_text for d in list(collection.documents.values())[:16]]
+    timings = measure_timings(context, sample, done)
+    plan = plan_run(config, len(collection.documents), len(collection.split_queries(config.eval.split)), done, timings)
+    print_plan(plan, timings, config.llm.backend)
+    return {"stages": [row.as_dict() for row in plan], "timings": timings.as_dict(),
+            "llm_calls": sum(row.llm_calls for row in plan), "seconds": round(sum(row.seconds for row in plan), 1)}
 
 
 def _announce_takeover(run: RunDirectory) -> None:

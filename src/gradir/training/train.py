@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -77,7 +78,16 @@ class TrainSettings:
     validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
 
-    def trainer_arguments(self, output_dir: Path) -> dict[str, Any]:
+    def planned_steps(self, examples: int) -> int:
+        """Optimiser steps the run will take: ``max_steps``, else epochs × batches (all processes together)."""
+        if self.max_steps > 0:
+            return self.max_steps
+        batch = self.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
+        return max(1, math.ceil(math.ceil(examples / batch) * self.epochs))
+
+    def trainer_arguments(self, output_dir: Path, examples: int) -> dict[str, Any]:
+        # The loss is logged every step of a short run (a plot needs more than one point), every 5 at most.
+        logging_steps = max(1, min(5, self.planned_steps(examples) // 20))
         return dict(
             output_dir=str(output_dir),
             num_train_epochs=self.epochs,
@@ -90,7 +100,7 @@ class TrainSettings:
             save_strategy="steps",
             save_steps=self.save_steps,
             save_total_limit=1,
-            logging_steps=max(1, min(5, self.max_steps // 5)) if self.max_steps > 0 else 5,
+            logging_steps=logging_steps,
             dataloader_pin_memory=_has_cuda(),
             report_to="none",
             dataloader_drop_last=False,
@@ -296,7 +306,8 @@ def train(
         student.max_seq_length = settings.max_seq_length
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
     args = SentenceTransformerTrainingArguments(
-        **settings.trainer_arguments(out / CHECKPOINTS), batch_sampler=BatchSamplers.NO_DUPLICATES,
+        **settings.trainer_arguments(out / CHECKPOINTS, len(training.dataset)),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
         learning_rate_mapping=_loss_learning_rates(trained_loss, settings.loss_learning_rate),
     )
     trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=training.dataset, loss=trained_loss)
@@ -383,7 +394,7 @@ def train_reranker(
     )
     dataset = dataset.remove_columns("label").add_column("label", labels)
     reranker = CrossEncoder(str(base_path), num_labels=1, local_files_only=True)
-    args = CrossEncoderTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS))
+    args = CrossEncoderTrainingArguments(**settings.trainer_arguments(out / CHECKPOINTS, len(dataset)))
     trainer = CrossEncoderTrainer(model=reranker, args=args, train_dataset=dataset, loss=RERANKER_LOSSES[loss](reranker))
     final_loss, steps, first_step = _fit(trainer, out, resume)
     _save_model(reranker, out)
