@@ -35,10 +35,11 @@ class Timings:
     query: float  # one generated query (one LLM answer)
     pair: float  # one graded pair (LLM grader), 0 for graders without an LLM
     passage: float  # one passage encoded by the base model
+    llm_requests: int = 0  # the measurement's own LLM requests (retries included): real calls, not cached
 
     def as_dict(self) -> dict[str, float]:
         return {"seconds_per_llm_answer": round(self.query, 3), "seconds_per_graded_pair": round(self.pair, 3),
-                "seconds_per_encoded_passage": round(self.passage, 4)}
+                "seconds_per_encoded_passage": round(self.passage, 4), "llm_requests": self.llm_requests}
 
 
 @dataclass
@@ -62,28 +63,33 @@ def measure_timings(context: Any, sample: list[str], done: set[str]) -> Timings:
     config: PipelineConfig = context.config
     passage = sample[0]
     query_seconds = pair_seconds = 0.0
+    requests = 0
     if "generate" not in done:
         backend = context.client().backend
+        retries = backend.retries
         template = query_template(config.generate.types[0])
         messages = query_messages(template, examples_for(builtin_examples(), config.generate.types[0], 2), passage)
         start = time.perf_counter()
         backend.generate([messages], [SamplingSettings(0.7, 0.95, 48, 0)])
         query_seconds = (time.perf_counter() - start) / max(1, backend.concurrency)
+        requests += 1 + backend.retries - retries
     if config.grade.grader in ("llm", "likelihood") and "grade" not in done:
         from gradir.collections.records import Document
         from gradir.grading.grade import Pair, grade_pairs
         from gradir.llm import LLMClient
 
         client = LLMClient(context.grade_client().backend, cache_dir=False, show_progress=False)
+        retries = client.backend.retries
         start = time.perf_counter()
         grade_pairs([Pair("q", "What does this passage report?", "d", False)], {"d": Document("d", passage)},
                     config.grade.grader, client=client, max_passage_tokens=config.grade.max_passage_tokens or None)
         pair_seconds = (time.perf_counter() - start) / max(1, client.backend.concurrency)
+        requests += 1 + client.backend.retries - retries
     model = context.encoder().model
     model.encode(sample[:4])  # warm-up
     start = time.perf_counter()
     model.encode(sample)
-    return Timings(query_seconds, pair_seconds, (time.perf_counter() - start) / len(sample))
+    return Timings(query_seconds, pair_seconds, (time.perf_counter() - start) / len(sample), requests)
 
 
 def plan_run(config: PipelineConfig, corpus_size: int, eval_queries: int, done: set[str], timings: Timings) -> list[StagePlan]:
