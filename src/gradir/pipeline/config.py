@@ -84,12 +84,12 @@ class LLMSection(Section):
 class GenerateSection(Section):
     """Sampling passages and writing queries for them."""
 
-    passages: int = Field(200, ge=1, description="passages sampled from the corpus")
+    passages: int = Field(80, ge=1, description="passages sampled from the corpus (80 x 1 type: about 20 min with the embedded LLM on 2 cores)")
     per_passage: int = Field(1, ge=1, description="queries per passage and type")
     types: list[QueryType] = Field(
         ["question", "claim", "keywords", "title", "web"], min_length=1, description="query types (the mix)"
     )
-    types_per_passage: int = Field(0, ge=0, description="types each passage gets, rotating through the mix (0: every type)")
+    types_per_passage: int = Field(1, ge=0, description="types each passage gets, rotating through the mix (0: every type)")
     attempts: int = Field(6, ge=1, description="tries per query when an answer fails or is rejected")
     examples: str = Field("", description="your example queries (JSONL or one a line) for the few-shot prompts; empty: built-in")
 
@@ -114,7 +114,7 @@ class MineSection(Section):
     """Candidate documents of each query: the pairs the grader judges."""
 
     retriever: Retriever = Field("dense", description="dense | bm25 | hybrid")
-    top_k: int = Field(8, ge=1, description="candidates retrieved per query")
+    top_k: int = Field(4, ge=1, description="candidates retrieved per query")
     skip_top: int = Field(0, ge=0, description="leave out the first n ranks (likely unlabelled positives)")
 
 
@@ -145,7 +145,7 @@ class TrainSection(Section):
     """Fine-tuning the embedding model on the graded judgments."""
 
     loss: LossName = Field("bixse", description="infonce | bixse | wasserstein | listwise_kl | margin_mse")
-    epochs: float = Field(1.0, gt=0, description="passes over the training set")
+    epochs: float = Field(2.0, gt=0, description="passes over the training set")
     max_steps: int = Field(-1, ge=-1, description="stop after this many steps; -1: no limit")
     batch_size: int = Field(16, ge=1, description="queries per step and process")
     learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (linear warm-up over 10%)")
