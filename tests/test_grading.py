@@ -130,8 +130,12 @@ def test_mine_then_grade_through_the_cli_with_balancing(tmp_path: Path) -> None:
     assert len(written) == summary["written"] >= json.loads(mined.stdout)["written"] - summary["failed"]
     assert all(0.0 <= j.p_relevant <= 1.0 and len(j.grade_probabilities) == 4 for j in written)
 
-    again = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", tmp_path / "again.jsonl", "--json")
+    # The pipeline's source floor, from the cache: each query's source passage is graded 3.
+    again = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", tmp_path / "again.jsonl",
+                    "--source-floor", "3", "--json")
     assert json.loads(again.stdout)["llm_calls"] == 0
+    floored = {(j.query_id, j.doc_id): j.grade for j in read_judgments(tmp_path / "again.jsonl")}
+    assert floored[("s1", "d1")] == 3 and floored[("s2", "d5")] == 3
 
 
 def test_level_grader_labels_synthetic_documents(tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ def test_query_filter_reasons(query: str, reason: str) -> None:
          "keywords", "vitamin d, bone density, hip fracture, older women, supplements, calcium"),
         ("short enough query", "keywords", "short enough query"),
         (" ".join(["word"] * 50), "question", " ".join(["word"] * 50)),  # no boundary: left to be rejected
+        ("vitamin d supplementation elderly women hip fracture risk reduction randomized trial outcomes mortality",
+         "keywords", "vitamin d supplementation elderly women hip fracture risk reduction randomized"),  # terms: 10 words
     ],
 )
 def test_an_over_long_answer_keeps_its_first_sentence_or_leading_clauses(answer: str, query_type: str, fitted: str) -> None:

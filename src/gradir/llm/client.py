@@ -43,6 +43,17 @@ class CallCounts:
         self.failures[reason] = self.failures.get(reason, 0) + 1
 
 
+@dataclass(frozen=True)
+class UsageMark:
+    """The client's counts at one moment; :meth:`LLMClient.usage_since` gives what came after it."""
+
+    llm_calls: int
+    cache_hits: int
+    failed: int
+    failures: dict[str, int]
+    retries: int
+
+
 class LLMClient:
     """Generation and label probabilities through the cache; failures are counted, never cached."""
 
@@ -59,6 +70,24 @@ class LLMClient:
     @property
     def model_id(self) -> str:
         return f"{self.backend.kind}:{self.backend.model_id}"
+
+    def usage_mark(self) -> UsageMark:
+        counts = self.counts
+        return UsageMark(counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures), self.backend.retries)
+
+    def usage_since(self, mark: UsageMark | None = None) -> dict[str, object]:
+        """The calls made since ``mark`` (all of them without one): new calls, cache hits, failures by reason, retries."""
+        mark = mark or UsageMark(0, 0, 0, {}, 0)
+        counts = self.counts
+        failures = {k: v - mark.failures.get(k, 0) for k, v in counts.failures.items() if v - mark.failures.get(k, 0)}
+        return {
+            "llm_calls": counts.llm_calls - mark.llm_calls,
+            "cache_hits": counts.cache_hits - mark.cache_hits,
+            "failed": counts.failed - mark.failed,
+            "failures": failures,
+            "retries": self.backend.retries - mark.retries,
+            "model": self.model_id,
+        }
 
     def generate(self, prompts: Sequence[Prompt], settings: Sequence[SamplingSettings], what: str = "generating") -> list[Generation]:
         """One answer per prompt, each with its own sampling settings (and so its own seed)."""

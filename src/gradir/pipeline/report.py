@@ -25,7 +25,20 @@ from gradir.evaluation.metrics import METRICS
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.findings import findings
 from gradir.pipeline.rundir import RunDirectory
-from gradir.pipeline.stages import COMPARISON, JUDGMENTS, KEPT, MODEL, QUERIES
+from gradir.pipeline.files import (
+    BASE_PER_QUERY,
+    COMPARISON,
+    JUDGMENTS,
+    KEPT,
+    MODEL,
+    PAIRS,
+    QUERIES,
+    REPORT_HTML,
+    REPORT_MD,
+    TRAINING_LOG,
+    TRAINING_SUMMARY,
+    TUNED_PER_QUERY,
+)
 from gradir.tables import read_jsonl
 
 SAMPLE_QUERIES = 40
@@ -128,12 +141,12 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
     """Everything the report shows, read from the run directory."""
     state = RunDirectory(root).state()
     comparison = json.loads((root / COMPARISON).read_text(encoding="utf-8"))
-    base, tuned = _per_query(root / "eval/base/per_query.tsv"), _per_query(root / "eval/tuned/per_query.tsv")
+    base, tuned = _per_query(root / BASE_PER_QUERY), _per_query(root / TUNED_PER_QUERY)
     judgments = read_jsonl(root / JUDGMENTS)
-    training_log = [e for e in read_jsonl(root / MODEL / "training_log.jsonl") if "loss" in e]
-    training = json.loads((root / MODEL / "training.json").read_text(encoding="utf-8"))
+    training_log = [e for e in read_jsonl(root / MODEL / TRAINING_LOG) if "loss" in e]
+    training = json.loads((root / MODEL / TRAINING_SUMMARY).read_text(encoding="utf-8"))
     by_source: dict[str, Counter] = {"source passages": Counter(), "mined candidates": Counter(), "synthetic documents": Counter()}
-    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in read_jsonl(root / "pairs.jsonl")}
+    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in read_jsonl(root / PAIRS)}
     for j in judgments:
         key = (j["query_id"], j["doc_id"])
         kind = "synthetic documents" if key not in pairs else "source passages" if pairs[key] else "mined candidates"
@@ -363,7 +376,7 @@ window.addEventListener("load", function () {{
 
 def write_reports(root: Path, collection: Collection, config: PipelineConfig) -> dict[str, Any]:
     data = collect(root, collection, config)
-    write_text_atomic(root / "report.md", render_markdown(data))
-    write_text_atomic(root / "report.html", render_html(data))
-    return {"report_md": str(root / "report.md"), "report_html": str(root / "report.html"),
+    write_text_atomic(root / REPORT_MD, render_markdown(data))
+    write_text_atomic(root / REPORT_HTML, render_html(data))
+    return {"report_md": str(root / REPORT_MD), "report_html": str(root / REPORT_HTML),
             "sampled_queries": len(data["samples"])}

@@ -20,10 +20,7 @@ from typing import Any, TextIO
 from gradir.atomic import write_text_atomic
 from gradir.errors import GradirError
 
-STATE = "state.json"
-LOCK = "run.lock"
-LOG = "log.txt"
-CONFIG = "config.toml"
+from gradir.pipeline.files import LOCK, LOG, STATE
 
 
 class RunLocked(GradirError):

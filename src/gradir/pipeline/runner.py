@@ -29,8 +29,9 @@ from gradir.errors import GradirError
 from gradir.file_digests import file_digest
 from gradir.models import model_fingerprint, resolve_model_path
 from gradir.pipeline.config import PipelineConfig, load_config, render_config
-from gradir.pipeline.rundir import CONFIG, RunDirectory
-from gradir.pipeline.stages import EVAL, MODEL, STAGES, Context, Stage
+from gradir.pipeline.files import CONFIG, EVAL, MODEL, STATE
+from gradir.pipeline.rundir import RunDirectory
+from gradir.pipeline.stages import STAGES, Context, Stage
 
 FINGERPRINT_VERSION = 1
 
@@ -181,7 +182,7 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str, *, dry_ru
     """
     start = time.perf_counter()
     config = config if isinstance(config, PipelineConfig) else load_config(config)
-    if config.collection_path().exists() and (Path(out) / "state.json").is_file():
+    if config.collection_path().exists() and (Path(out) / STATE).is_file():
         run = RunDirectory(out)
         with run:
             _announce_takeover(run)

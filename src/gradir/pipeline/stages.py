@@ -24,18 +24,24 @@ from gradir.collections.loader import Collection
 from gradir.collections.records import Document, Query
 from gradir.errors import GradirError
 from gradir.pipeline.config import PipelineConfig
+from gradir.pipeline.files import (
+    BALANCE_DOCUMENTS,
+    COMPARISON,
+    DOCUMENTS,
+    EVAL,
+    JUDGMENTS,
+    KEPT,
+    MODEL,
+    PAIRS,
+    PASSAGES,
+    QUERIES,
+    REPORT_HTML,
+    REPORT_MD,
+    TRAIN_DOCUMENTS,
+    TRAIN_QUERY_GROUPS,
+    TRAIN_SETTINGS,
+)
 from gradir.tables import read_jsonl
-
-PASSAGES = "passages.jsonl"
-QUERIES = "queries.jsonl"
-KEPT = "queries.kept.jsonl"
-DOCUMENTS = "documents.jsonl"
-PAIRS = "pairs.jsonl"
-JUDGMENTS = "judgments.jsonl"
-BALANCE_DOCUMENTS = "judgments.documents.jsonl"
-MODEL = "model"
-EVAL = "eval"
-COMPARISON = "eval/comparison.json"
 
 
 @dataclass
@@ -96,27 +102,6 @@ class Context:
                 setattr(self, name, None)
 
 
-def _llm_summary(ctx: Context, before: tuple[int, int, int, dict[str, int]], retries_before: int, client=None) -> dict[str, Any]:
-    """The LLM calls a stage made: new calls, answers from the cache, failures by reason, retries."""
-    client = client or ctx.client()
-    counts = client.counts
-    calls, hits, failed, failures = before
-    return {
-        "llm_calls": counts.llm_calls - calls,
-        "cache_hits": counts.cache_hits - hits,
-        "failed": counts.failed - failed,
-        "failures": {k: v - failures.get(k, 0) for k, v in counts.failures.items() if v - failures.get(k, 0)},
-        "retries": client.backend.retries - retries_before,
-        "model": client.model_id,
-    }
-
-
-def _llm_snapshot(ctx: Context, client=None) -> tuple[tuple[int, int, int, dict[str, int]], int]:
-    client = client or ctx.client()
-    counts = client.counts
-    return (counts.llm_calls, counts.cache_hits, counts.failed, dict(counts.failures)), client.backend.retries
-
-
 def _write_rows(path: Path, rows: list[dict]) -> None:
     from gradir.tables import write_table
 
@@ -137,11 +122,12 @@ def sample_passages(ctx: Context) -> dict[str, Any]:
 
 def generate_queries(ctx: Context) -> dict[str, Any]:
     from gradir.synth import generate_queries as generate
+    from gradir.synth.queries import query_yield
     from gradir.synth.records import as_rows
 
     settings = ctx.config.generate
     passage_ids = [row["doc_id"] for row in read_jsonl(ctx.path(PASSAGES))]
-    before, retries = _llm_snapshot(ctx)
+    mark = ctx.client().usage_mark()
     queries, rejected, failures, unfilled, shortened = [], Counter(), Counter(), 0, 0
     for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
         result = generate(
@@ -155,18 +141,12 @@ def generate_queries(ctx: Context) -> dict[str, Any]:
         unfilled += result.unfilled
         shortened += result.shortened
     _write_rows(ctx.path(QUERIES), as_rows(queries))
-    calls = _llm_summary(ctx, before, retries)
+    calls = ctx.client().usage_since(mark)
     return {
         "written": len(queries), "passages": len(passage_ids), "by_type": dict(Counter(q.type for q in queries)),
         "rejected": dict(rejected), "answer_failures": dict(failures), "unfilled": unfilled, "shortened": shortened,
-        **_yield(len(queries), unfilled, calls["llm_calls"] + calls["cache_hits"]), **calls,
+        **query_yield(len(queries), unfilled, calls["llm_calls"] + calls["cache_hits"]), **calls,
     }
-
-
-def _yield(written: int, unfilled: int, answers: int) -> dict[str, float]:
-    """Query slots filled, and LLM answers (new or cached) per written query."""
-    return {"slot_yield": round(written / max(1, written + unfilled), 4),
-            "calls_per_query": round(answers / written, 3) if written else None}
 
 
 def _types_of_passages(passage_ids: list[str], types: list[str], per_passage: int) -> dict[tuple[str, ...], list[str]]:
@@ -211,11 +191,11 @@ def generate_documents(ctx: Context) -> dict[str, Any]:
     from gradir.synth.records import as_rows, read_synthetic_queries
 
     queries = read_synthetic_queries(ctx.path(KEPT))
-    before, retries = _llm_snapshot(ctx)
+    mark = ctx.client().usage_mark()
     result = generate(queries, ctx.client(), levels=tuple(settings.levels), domain=settings.domain, seed=ctx.config.run.seed)
     _write_rows(ctx.path(DOCUMENTS), as_rows(result.documents))
     return {"written": len(result.documents), "enabled": True, "rejected": dict(result.rejected),
-            "answer_failures": dict(result.failures), **_llm_summary(ctx, before, retries)}
+            "answer_failures": dict(result.failures), **ctx.client().usage_since(mark)}
 
 
 def mine(ctx: Context) -> dict[str, Any]:
@@ -245,8 +225,9 @@ def synthetic_documents(ctx: Context) -> dict[str, Document]:
 
 
 def grade(ctx: Context) -> dict[str, Any]:
-    from gradir.grading.grade import Pair, grade_histogram, grade_pairs
+    from gradir.grading.grade import Pair, grade_histogram
     from gradir.grading.level import grade_by_level
+    from gradir.grading.stage import LLM_GRADERS, grade_stage
     from gradir.judgments import write_judgments
     from gradir.synth.records import read_synthetic_documents
 
@@ -260,118 +241,74 @@ def grade(ctx: Context) -> dict[str, Any]:
     pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in read_jsonl(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
-    client = ctx.grade_client() if settings.grader in ("llm", "likelihood") else None
-    before, retries = _llm_snapshot(ctx, client) if client else ((0, 0, 0, {}), 0)
-    result = grade_pairs(pairs, documents, settings.grader, client=client,
-                         cross_encoder=settings.cross_encoder or None, samples=settings.samples,
-                         temperature=settings.temperature, max_passage_tokens=settings.max_passage_tokens or None)
-    judgments = _with_source_floor(result.judgments, pairs, settings.source_floor)
-    summary: dict[str, Any] = {
-        "grader": settings.grader, "pairs": len(pairs), "histogram": result.histogram(),
-        "mined_negatives": result.mined_negatives, "relabelled_negatives": result.relabelled_negatives,
-        "grade_failures": dict(result.failures),
-    }
+    client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
+    mark = client.usage_mark() if client else None
+    graded = grade_stage(pairs, documents, settings, client, ctx.client() if settings.balance else None,
+                         seed=ctx.config.run.seed)
     if settings.balance:
-        from gradir.grading.balance import balance_grades
-
-        balanced = balance_grades(judgments, ctx.client(), budget=settings.budget, seed=ctx.config.run.seed)
-        judgments += balanced.added
-        _write_rows(ctx.path(BALANCE_DOCUMENTS), [asdict(d) for d in balanced.documents])
-        summary["balance"] = {"generations": balanced.generations, "added": len(balanced.added),
-                              "before": balanced.before, "after": balanced.after}
+        _write_rows(ctx.path(BALANCE_DOCUMENTS), graded.balance_documents)
     else:
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
-    if not judgments:
-        raise GradirError("grading produced no judgments (every pair failed); see the failures in the log")
-    write_judgments(ctx.path(JUDGMENTS), judgments)
-    summary.update(written=len(judgments), final_histogram=grade_histogram(judgments))
+    write_judgments(ctx.path(JUDGMENTS), graded.judgments)
+    summary = graded.summary
     if settings.check_queries:
         summary["check"] = _check_grader(ctx, client)
     if client is not None:
-        summary.update(_llm_summary(ctx, before, retries, client))
+        summary.update(client.usage_since(mark))
     return summary
 
 
 def _check_grader(ctx: Context, client) -> dict[str, Any]:
     """The grader on the eval split's judged queries: reranking the base top 10, pairwise accuracy, agreement."""
     from gradir.grading.check import check_against_qrels
-    from gradir.grading.grade import grade_pairs
+    from gradir.grading.stage import pair_grader
 
-    settings = ctx.config.grade
     result = check_against_qrels(
-        ctx.collection, ctx.config.eval.split,
-        lambda pairs: grade_pairs(pairs, ctx.collection.documents, settings.grader, client=client,
-                                  cross_encoder=settings.cross_encoder or None, samples=settings.samples,
-                                  temperature=settings.temperature, max_passage_tokens=settings.max_passage_tokens or None),
-        queries=settings.check_queries, top_k=10, seed=ctx.config.run.seed, encoder=ctx.encoder(),
+        ctx.collection, ctx.config.eval.split, pair_grader(ctx.config.grade, ctx.collection.documents, client),
+        queries=ctx.config.grade.check_queries, top_k=10, seed=ctx.config.run.seed, encoder=ctx.encoder(),
     )
     return {k: v for k, v in result.items() if k not in ("confusion", "human_grades")}
 
 
-def _with_source_floor(judgments: list, pairs: list, floor: int) -> list:
-    """Raise the grade of each query's source passage to ``floor`` (it is the passage the query was written for).
-
-    A source passage whose grading failed (the LLM gave no answer) gets the floor itself,
-    which is what any answer below the floor would have become.
-    """
-    from dataclasses import replace
-
-    from gradir.judgments import Judgment
-
-    if floor <= 0:
-        return list(judgments)
-    sources = {(p.query_id, p.doc_id): p for p in pairs if p.is_source}
-    floored = [
-        replace(j, grade=max(j.grade, floor), p_relevant=max(j.p_relevant, floor / 3))
-        if (j.query_id, j.doc_id) in sources and j.grade < floor else j
-        for j in judgments
-    ]
-    graded = {(j.query_id, j.doc_id) for j in judgments}
-    floored += [
-        Judgment(p.query_id, p.query_text, p.doc_id, floor, floor / 3, "source-floor", float(floor))
-        for key, p in sources.items() if key not in graded
-    ]
-    return floored
-
-
 def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
     """Train in this process, or under ``train.launcher`` (torchrun, accelerate launch) as a child."""
-    from gradir.training import TrainSettings, train
+    from gradir.training import train
 
     settings = ctx.config.train
     if settings.launcher:
         return _launch_training(ctx, resume)
     result = train(
-        ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL),
-        model=ctx.config.model.base or None,
-        settings=TrainSettings(
-            epochs=settings.epochs, max_steps=settings.max_steps, batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, list_size=settings.list_size, threshold=settings.threshold,
-            seed=ctx.config.run.seed, mini_batch_size=settings.mini_batch_size or None,
-            save_steps=settings.save_steps, max_seq_length=settings.max_seq_length or None,
-            loss_learning_rate=settings.loss_learning_rate, validation_share=settings.validation_share,
-            validation_documents=settings.validation_documents,
-        ),
-        resume=resume, extra_documents=synthetic_documents(ctx), loss_options=dict(settings.loss_options),
-        query_groups=_source_passages(ctx),
+        ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL), model=ctx.config.model.base or None,
+        settings=train_settings(ctx.config), resume=resume, extra_documents=synthetic_documents(ctx),
+        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx),
     )
     summary = result.summary()
     summary.pop("settings", None)
     return summary
 
 
+def train_settings(config: PipelineConfig):
+    """The ``[train]`` section as the trainer takes it (the one place the two meet)."""
+    from gradir.training import TrainSettings
+
+    section = config.train
+    return TrainSettings(
+        epochs=section.epochs, max_steps=section.max_steps, batch_size=section.batch_size,
+        learning_rate=section.learning_rate, list_size=section.list_size, threshold=section.threshold,
+        seed=config.run.seed, mini_batch_size=section.mini_batch_size or None, save_steps=section.save_steps,
+        max_seq_length=section.max_seq_length or None, loss_learning_rate=section.loss_learning_rate,
+        validation_share=section.validation_share, validation_documents=section.validation_documents,
+    )
+
+
 def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
+    """``gradir train`` as the launcher's child, given the same settings through a JSON file."""
     settings = ctx.config.train
     extra = synthetic_documents(ctx)
     arguments = [
         "-m", "gradir", "train", "--judgments", str(ctx.path(JUDGMENTS)), "--collection", str(ctx.collection.root),
-        "--loss", settings.loss, "--out", str(ctx.path(MODEL)), "--epochs", str(settings.epochs),
-        "--max-steps", str(settings.max_steps), "--batch-size", str(settings.batch_size),
-        "--lr", str(settings.learning_rate), "--list-size", str(settings.list_size),
-        "--threshold", str(settings.threshold), "--seed", str(ctx.config.run.seed),
-        "--save-steps", str(settings.save_steps), "--loss-lr", str(settings.loss_learning_rate),
-        "--validation-share", str(settings.validation_share),
-        "--validation-documents", str(settings.validation_documents),
+        "--loss", settings.loss, "--out", str(ctx.path(MODEL)),
+        "--settings", str(train_settings(ctx.config).write(ctx.path(TRAIN_SETTINGS))),
         "--query-groups", str(_query_groups_file(ctx)), "--json",
     ]
     arguments += [f"--loss-option={key}={value}" for key, value in settings.loss_options.items()]
@@ -379,10 +316,6 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
         arguments += ["--documents", str(_extra_documents_file(ctx, extra))]
     if ctx.config.model.base:
         arguments += ["--model", ctx.config.model.base]
-    if settings.mini_batch_size:
-        arguments += ["--mini-batch-size", str(settings.mini_batch_size)]
-    if settings.max_seq_length:
-        arguments += ["--max-seq-length", str(settings.max_seq_length)]
     if ctx.config.run.lenient:
         arguments.append("--lenient")  # each process reads the collection as this run did
     if resume:
@@ -410,13 +343,13 @@ def _source_passages(ctx: Context) -> dict[str, str]:
 
 
 def _query_groups_file(ctx: Context) -> Path:
-    path = ctx.path("train.query_groups.json")
+    path = ctx.path(TRAIN_QUERY_GROUPS)
     write_text_atomic(path, json.dumps(_source_passages(ctx)) + "\n")
     return path
 
 
 def _extra_documents_file(ctx: Context, extra: dict[str, Document]) -> Path:
-    path = ctx.path("train.documents.jsonl")
+    path = ctx.path(TRAIN_DOCUMENTS)
     _write_rows(path, [{"_id": d.doc_id, "text": d.text} for d in extra.values()])
     return path
 
@@ -510,6 +443,6 @@ STAGES: tuple[Stage, ...] = (
           uses_model=True,
           description="evaluating the base and tuned models"),
     Stage("report", write_report, ("sample", "generate", "filter", "documents", "mine", "grade", "train", "evaluate"),
-          lambda c: {}, ("report.md", "report.html"), description="writing report.md and report.html"),
+          lambda c: {}, (REPORT_MD, REPORT_HTML), description="writing report.md and report.html"),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)

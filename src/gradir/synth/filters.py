@@ -40,8 +40,10 @@ def fit_length(text: str, query_type: str | None = None, max_words: int = 40) ->
     A small LLM often writes a good query and then keeps going ("Does X cause Y? This
     study ..."; "vitamin d, bone density, elderly, fractures, ..."): keeping the first
     sentence, or as many leading comma-separated parts as fit, saves the query instead
-    of discarding it. A text with no boundary inside the limit is returned unchanged
-    (and then rejected as too long).
+    of discarding it. Keyword and web queries are strings of terms, not sentences: with
+    no boundary inside the limit, their first ``limit`` words are the query. Any other
+    text with no boundary inside the limit is returned unchanged (and then rejected as
+    too long).
     """
     limit = MAX_WORDS.get(query_type or "", max_words)
     if len(_words(text)) <= limit:
@@ -55,7 +57,17 @@ def fit_length(text: str, query_type: str | None = None, max_words: int = 40) ->
         if len(_words(candidate)) > limit:
             break
         kept = candidate
-    return kept if len(_words(kept)) >= 3 else text
+    if len(_words(kept)) >= 3:
+        return kept
+    if query_type in TERM_TYPES:
+        return _first_words(text, limit)
+    return text
+
+
+def _first_words(text: str, limit: int) -> str:
+    """The text up to the end of its ``limit``-th word (punctuation inside the words kept)."""
+    ends = [m.end() for m in _WORD.finditer(text)]
+    return text[: ends[limit - 1]].strip() if len(ends) > limit else text
 
 
 def _words(text: str) -> list[str]:
@@ -67,6 +79,7 @@ def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
 
 
 MAX_WORDS = {"keywords": 10, "web": 16, "title": 20}
+TERM_TYPES = ("keywords", "web")  # queries that are strings of terms: cut at the word limit when nothing else fits
 
 
 @dataclass

@@ -37,6 +37,12 @@ class QueryGeneration:
         return len(self.queries) + self.unfilled
 
 
+def query_yield(written: int, unfilled: int, answers: int) -> dict[str, float | None]:
+    """Query slots filled, and LLM answers (new or cached) per written query."""
+    return {"slot_yield": round(written / max(1, written + unfilled), 4),
+            "calls_per_query": round(answers / written, 3) if written else None}
+
+
 def truncate_passage(text: str, client: LLMClient, max_tokens: int) -> tuple[str, bool]:
     """Cut a passage to ``max_tokens`` tokens of the LLM (counted by its tokenizer when it has one)."""
     count = getattr(client.backend, "count_tokens", None) or (lambda t: int(len(t.split()) * 1.4) + 1)

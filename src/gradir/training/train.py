@@ -78,6 +78,19 @@ class TrainSettings:
     validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
 
+    def write(self, path: Path) -> Path:
+        """The settings as JSON (how ``gradir run`` hands them to ``gradir train`` under a launcher)."""
+        write_text_atomic(path, json.dumps(asdict(self), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> TrainSettings:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{**raw, "alphas": tuple(raw.get("alphas", DEFAULT_ALPHAS))})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+            raise GradirError(f"{path}: not a training settings file ({error})") from None
+
     def planned_steps(self, examples: int) -> int:
         """Optimiser steps the run will take: ``max_steps``, else epochs × batches (all processes together)."""
         if self.max_steps > 0:
