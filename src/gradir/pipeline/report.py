@@ -1,6 +1,6 @@
 """The run's report: ``report.md`` and a self-contained ``report.html`` (plots embedded as PNG).
 
-Sections: the figures read in words (:mod:`gradir.pipeline.findings`), base against
+report.html is rendered from ``templates/report.html.j2`` (jinja2). Sections: the figures read in words (:mod:`gradir.pipeline.findings`), base against
 tuned with the paired tests, per-query wins and losses, grade
 histograms, the training loss curve, query types (generated, kept, share of the training
 positives), LLM calls and failures, and a browsable sample of generated queries with
@@ -10,7 +10,6 @@ their source passages and graded candidates. Plots are drawn with matplotlib (Ag
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import random
@@ -24,7 +23,6 @@ from gradir.collections.problems import kinds_text
 from gradir.evaluation.metrics import METRICS
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.findings import findings
-from gradir.pipeline.rundir import RunDirectory
 from gradir.pipeline.files import (
     BASE_PER_QUERY,
     COMPARISON,
@@ -39,6 +37,7 @@ from gradir.pipeline.files import (
     TRAINING_SUMMARY,
     TUNED_PER_QUERY,
 )
+from gradir.pipeline.rundir import RunDirectory
 from gradir.tables import read_jsonl
 
 SAMPLE_QUERIES = 40
@@ -280,7 +279,7 @@ def _failures(failures: dict | None) -> str:
 
 
 def _bold(escaped: str) -> str:
-    """Markdown's **bold** as <b> in already escaped HTML text."""
+    """Markdown's **bold** as <b> in already escaped HTML text (the findings are written for report.md)."""
     parts = escaped.split("**")
     return "".join(f"<b>{part}</b>" if i % 2 else part for i, part in enumerate(parts))
 
@@ -290,88 +289,37 @@ def _cell(text: str) -> str:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    config: PipelineConfig = data["config"]
-    comparison = data["comparison"]
-    e = html.escape
-    images = {
-        "per-query": per_query_plot(data["deltas"]),
-        "grades": grade_plot(data["histograms"]),
-    }
+    """report.html from ``templates/report.html.j2`` (jinja2, autoescaped): one file, plots embedded."""
+    import jinja2
+    from markupsafe import Markup, escape
+
+    comparison, training = data["comparison"], data["training"]
+    images = {"per-query": per_query_plot(data["deltas"]), "grades": grade_plot(data["histograms"])}
     if data["training_log"]:
         images["training"] = loss_plot(data["training_log"])
-
-    def table(header: list[str], rows: list[list[Any]]) -> str:
-        head = "".join(f"<th>{e(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def image(name: str, alt: str) -> str:
-        return f'<img alt="{e(alt)}" src="data:image/png;base64,{images[name]}">' if name in images else "<p>(no loss was logged)</p>"
-
-    samples = []
-    for s in data["samples"]:
-        candidates = "".join(
-            f"<li><code>{e(did)}</code> grade {grade} (p {p:.2f})</li>" for did, grade, p in s["candidates"]
-        )
-        samples.append(
-            f'<details data-type="{e(s["type"])}"><summary><span class="tag">{e(s["type"])}</span> {e(s["text"])} '
-            f"<small>source grade {e(str(s['source_grade']))}</small></summary>"
-            f"<p><b>Source passage</b> <code>{e(s['source_doc_id'])}</code>: {e(s['source_text'][:1200])}</p>"
-            f"<p><b>Graded candidates</b></p><ul>{candidates}</ul></details>"
-        )
-    training = data["training"]
-    body = f"""
-<h1>gradir run report</h1>
-<p>Collection <code>{e(data['collection'])}</code>, split <code>{e(comparison['split'])}</code>
-({comparison['base']['queries']} queries); loss <code>{e(config.train.loss)}</code>, LLM <code>{e(config.llm.backend)}</code>,
-grader <code>{e(config.grade.grader)}</code> (<code>{e(config.grade.llm or config.llm.backend)}</code>);
-encoding <code>{e(config.model.backend)} {e(config.model.precision)}</code>.</p>
-{f"<p>{e(_skipped_sentence(data['skipped']))}</p><ul>{''.join(f'<li>{e(r)}</li>' for r in data['skipped']['first'])}</ul>" if data["skipped"] else ""}
-<section id="summary"><h2>In short</h2>
-<ul>{"".join(f"<li>{_bold(e(sentence))}</li>" for sentence in findings(data))}</ul></section>
-<section id="metrics"><h2>Base against tuned</h2>
-{table(["metric", "base", "tuned", "Δ"], [[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)])}
-{table(["paired test", "wins", "losses", "ties", "p (t-test)", "p (randomisation)"],
-       [[m, t["wins"], t["losses"], t["ties"], f"{t['p_ttest']:.4f}", f"{t['p_randomization']:.4f}"] for m, t in comparison["paired_tests"].items()])}
-</section>
-<section id="per-query"><h2>Per-query wins and losses</h2>{image("per-query", "per-query change in nDCG@10")}</section>
-<section id="grades"><h2>Grades</h2>{image("grades", "grade histograms")}
-{table(["judged pairs", "0", "1", "2", "3"], [[k, *[h.get(g, 0) for g in "0123"]] for k, h in data["histograms"].items()])}
-{("<h3>The grader against the human judgments</h3>" + table(GRADER_CHECK_HEADER, _grader_check_rows(data["grader_check"])))
- if data["grader_check"] else ""}</section>
-<section id="training"><h2>Training</h2>
-<p><code>{e(training['loss'])}</code> on {training['examples']} examples, {training['steps']} steps, {training['seconds']:.0f} s;
-last logged loss {training['final_loss']:.4f}.</p>{image("training", "training loss curve")}
-<p>{e(_validation_sentence(training.get("selection") or {})).replace("**", "")}</p>
-{table(VALIDATION_HEADER, _validation_rows(training["selection"])) if training.get("selection") else ""}</section>
-<section id="query-types"><h2>Query types</h2>
-{table(["type", "generated", "kept", "kept fraction", "training positives", "share of positives"],
-       [[r["type"], r["generated"], r["kept"], f"{r['kept_fraction']:.2f}", r["positives"], f"{r['share_of_positives']:.2f}"] for r in data["query_types"]])}</section>
-<section id="llm"><h2>LLM calls and failures</h2>
-{table(["stage", "calls", "from cache", "failed", "failures", "retries"],
-       [[s, v["llm_calls"], v["cache_hits"], v["failed"], _failures(v["failures"]), v["retries"]] for s, v in data["llm"].items()])}</section>
-<section id="samples"><h2>Sample of generated queries</h2>
-<p>{len(data['samples'])} kept queries drawn at random; open one to see its source passage and graded candidates.</p>
-{''.join(samples)}</section>
-"""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>gradir run report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.8rem 0; }} th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }}
-img {{ max-width: 100%; }} details {{ border-bottom: 1px solid #eee; padding: 0.3rem 0; }}
-.tag {{ background: #e9ecef; border-radius: 0.3rem; padding: 0 0.4rem; font-size: 0.85em; }}
-</style></head>
-<body>{body}
-<script>
-window.addEventListener("load", function () {{
-  var broken = Array.prototype.filter.call(document.images, function (img) {{ return !img.complete || img.naturalWidth === 0; }});
-  document.body.setAttribute("data-images", String(document.images.length));
-  document.body.setAttribute("data-broken-images", String(broken.length));
-}});
-</script>
-</body></html>
-"""
+    selection = training.get("selection")
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("gradir.pipeline", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template("report.html.j2").render(
+        config=data["config"], collection=data["collection"], split=comparison["split"],
+        queries=comparison["base"]["queries"], images=images,
+        skipped_sentence=_skipped_sentence(data["skipped"]) if data["skipped"] else "",
+        skipped_first=data["skipped"]["first"] if data["skipped"] else [],
+        findings=[Markup(_bold(str(escape(sentence)))) for sentence in findings(data)],
+        metric_rows=[[m, f"{b:.4f}", f"{t:.4f}", f"{d:+.4f}"] for m, b, t, d in _metric_rows(comparison)],
+        test_rows=[[m, t["wins"], t["losses"], t["ties"], f"{t['p_ttest']:.4f}", f"{t['p_randomization']:.4f}"]
+                   for m, t in comparison["paired_tests"].items()],
+        grade_rows=[[k, *[h.get(g, 0) for g in "0123"]] for k, h in data["histograms"].items()],
+        grader_check_header=GRADER_CHECK_HEADER, grader_check_rows=_grader_check_rows(data["grader_check"]),
+        training=training, validation_sentence=_validation_sentence(selection or {}).replace("**", ""),
+        validation_header=VALIDATION_HEADER, validation_rows=_validation_rows(selection) if selection else [],
+        query_type_rows=[[r["type"], r["generated"], r["kept"], f"{r['kept_fraction']:.2f}", r["positives"],
+                          f"{r['share_of_positives']:.2f}"] for r in data["query_types"]],
+        llm_rows=[[s, v["llm_calls"], v["cache_hits"], v["failed"], _failures(v["failures"]), v["retries"]]
+                  for s, v in data["llm"].items()],
+        samples=data["samples"],
+    )
 
 
 def write_reports(root: Path, collection: Collection, config: PipelineConfig) -> dict[str, Any]:
