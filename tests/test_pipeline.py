@@ -69,6 +69,9 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     short = report.split("## In short", 1)[1].split("## Base against tuned", 1)[0]
     assert f"nDCG@10 went from {comparison['base']['ndcg@10']:.4f} to {comparison['tuned']['ndcg@10']:.4f}" in short
     assert "Checked against 2 human-judged queries" in short and "no curve to read" not in short
+    generated = stages["generate"]["summary"]
+    slots = generated["written"] + generated["unfilled"]
+    assert f"The LLM filled {generated['written']} of {slots} query slots" in report  # yield, in words
 
 
 def test_a_messy_collection_is_refused_by_a_strict_run_with_a_message_that_names_lenient(scifact_slice: Path, tmp_path: Path) -> None:

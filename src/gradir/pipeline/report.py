@@ -167,7 +167,21 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
         "samples": _samples(root, collection, judgments, config.run.seed),
         "stage_seconds": {name: entry.get("seconds") for name, entry in state.items()},
         "grader_check": state.get("grade", {}).get("summary", {}).get("check"),
+        "generation": state.get("generate", {}).get("summary", {}),
     }
+
+
+def _generation_sentence(generation: dict[str, Any]) -> str:
+    """How well the LLM filled the query slots: the share filled, answers per written query, what was rejected."""
+    if not generation.get("slot_yield") and not generation.get("written"):
+        return ""
+    written, unfilled = generation.get("written", 0), generation.get("unfilled", 0)
+    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(generation.get("rejected", {}).items(), key=lambda kv: -kv[1]))
+    per_query = generation.get("calls_per_query")
+    return (f"The LLM filled {written} of {written + unfilled} query slots ({100 * generation.get('slot_yield', 0):.0f}%)"
+            + (f", {per_query:.2f} answers per written query" if per_query is not None else "")
+            + f"; {generation.get('shortened', 0)} over-long answers were cut to fit"
+            + (f"; rejected answers: {rejected}." if rejected else "; no answer was rejected."))
 
 
 def _grader_check_rows(check: dict | None) -> list[list[str]]:
@@ -234,6 +248,7 @@ def render_markdown(data: dict[str, Any]) -> str:
            *["| " + " | ".join(row) + " |" for row in _validation_rows(data["training"]["selection"])], ""]
           if data["training"].get("selection") else []),
         "## Query types", "",
+        *([_generation_sentence(data["generation"]), ""] if _generation_sentence(data["generation"]) else []),
         "| type | generated | kept | kept fraction | training positives | share of positives |", "|---|---|---|---|---|---|",
         *[f"| {r['type']} | {r['generated']} | {r['kept']} | {r['kept_fraction']:.2f} | {r['positives']} | {r['share_of_positives']:.2f} |"
           for r in data["query_types"]], "",
@@ -314,6 +329,7 @@ def render_html(data: dict[str, Any]) -> str:
         grader_check_header=GRADER_CHECK_HEADER, grader_check_rows=_grader_check_rows(data["grader_check"]),
         training=training, validation_sentence=_validation_sentence(selection or {}).replace("**", ""),
         validation_header=VALIDATION_HEADER, validation_rows=_validation_rows(selection) if selection else [],
+        generation_sentence=_generation_sentence(data["generation"]),
         query_type_rows=[[r["type"], r["generated"], r["kept"], f"{r['kept_fraction']:.2f}", r["positives"],
                           f"{r['share_of_positives']:.2f}"] for r in data["query_types"]],
         llm_rows=[[s, v["llm_calls"], v["cache_hits"], v["failed"], _failures(v["failures"]), v["retries"]]
