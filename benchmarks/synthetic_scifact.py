@@ -7,6 +7,13 @@ human label anywhere), then 3 to 30 minutes per variant, about 2.5 hours in all.
 copied and costs nothing.
 
     python benchmarks/synthetic_scifact.py [--reference demo-output --reference-cache DIR]
+    python benchmarks/synthetic_scifact.py --seeds 0 1 2 --variants "bixse, 8 epochs"
+
+With ``--seeds``, the whole set of runs is repeated per seed (``run.seed``: other
+sampled passages, other generations, another training order), each seed in its own
+folder under ``--work``; a row then gives the mean ± std over seeds of tuned nDCG@10,
+the mean Δ with the paired randomisation test on the per-query nDCG@10 averaged over
+seeds, and each seed's own p.
 
 Every variant starts from a copy of the reference run directory and changes one setting;
 ``gradir run`` then reruns only the stages that setting reaches (a loss: train and
@@ -44,6 +51,7 @@ import json
 import os
 import shutil
 import time
+import statistics
 import tomllib
 from pathlib import Path
 
@@ -51,6 +59,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradir  # noqa: E402
 from gradir.atomic import write_text_atomic  # noqa: E402
+from gradir.evaluation.compare import compare_per_query  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +92,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, help="a finished run of --config to start from (copied)")
     parser.add_argument("--reference-cache", type=Path, help="the cache directory that run used (copied)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", help="repeat every run per seed (run.seed); default: the config's seed only")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "synthetic_scifact")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
@@ -92,9 +102,11 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def variant_config(base: dict, overrides: dict[str, dict], cache: Path) -> dict:
+def variant_config(base: dict, overrides: dict[str, dict], cache: Path, seed: int | None = None) -> dict:
     config = copy.deepcopy(base)
     config["run"] = {**config.get("run", {}), "collection": str(SCIFACT), "cache_dir": str(cache)}
+    if seed is not None:
+        config["run"]["seed"] = seed
     for section, values in overrides.items():
         config[section] = {**config.get(section, {}), **values}
     return config
@@ -128,9 +140,43 @@ def run_variant(name: str, config: dict, work: Path) -> dict:
         "test": comparison["paired_tests"]["ndcg@10"],
         "minutes": minutes,
         "reran": [stage for stage, entry in stages.items() if entry.get("status") != "skipped"],
+        "per_query": {"base": read_per_query(out / "eval" / "base" / "per_query.tsv"),
+                      "tuned": read_per_query(out / "eval" / "tuned" / "per_query.tsv")},
     }
     write_text_atomic(done, json.dumps(row))
     return row
+
+
+def read_per_query(path: Path) -> dict[str, float]:
+    """nDCG@10 per query from an evaluation's per_query.tsv."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    column = lines[0].split("\t").index("ndcg@10")
+    return {fields[0]: float(fields[column]) for fields in (line.split("\t") for line in lines[1:])}
+
+
+def render_seeds_table(rows: dict[str, list[dict]], seeds: list[int]) -> str:
+    """One row per variant over seeds: mean ± std, mean Δ with the paired test on seed-averaged per-query nDCG@10."""
+    lines = [
+        "| variant | kept queries (per seed) | steps (per seed) | α chosen (per seed) | nDCG@10 base | nDCG@10 tuned (mean ± std) "
+        "| Δ (mean) | wins/losses | p (rand., seed-averaged) | p per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in rows.items():
+        tuned = [run["tuned"]["ndcg@10"] * 100 for run in runs]
+        base = [run["base"]["ndcg@10"] * 100 for run in runs]
+        queries = sorted(runs[0]["per_query"]["base"])
+        averaged = {side: {q: {"ndcg@10": statistics.fmean(run["per_query"][side][q] for run in runs)} for q in queries}
+                    for side in ("base", "tuned")}
+        test = compare_per_query(averaged["base"], averaged["tuned"], "ndcg@10")
+        alphas = " ".join(f"{(run.get('selection') or {}).get('alpha', '–')}" for run in runs)
+        std = statistics.stdev(tuned) if len(tuned) > 1 else 0.0
+        lines.append(
+            f"| {name} | {' '.join(str(run['kept']) for run in runs)} | {' '.join(str(run['steps']) for run in runs)} "
+            f"| {alphas} | {statistics.fmean(base):.2f} | {statistics.fmean(tuned):.2f} ± {std:.2f} "
+            f"| {statistics.fmean(tuned) - statistics.fmean(base):+.2f} | {test.wins}/{test.losses} | {test.p_randomization:.3f} "
+            f"| {' '.join(format(run['test']['p_randomization'], '.3f') for run in runs)} |"
+        )
+    return "\n".join(lines) + f"\n\nSeeds: {' '.join(map(str, seeds))}."
 
 
 def render_table(rows: dict[str, dict]) -> str:
@@ -157,28 +203,44 @@ def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
     base = tomllib.loads(args.config.read_text(encoding="utf-8"))
-    cache = args.work / "cache"
-    args.work.mkdir(parents=True, exist_ok=True)
-    reference = args.work / slug(REFERENCE)
-    if args.reference and not reference.exists():
-        shutil.copytree(args.reference, reference, ignore=shutil.ignore_patterns("run.lock"))
-        if args.reference_cache and not cache.exists():
-            shutil.copytree(args.reference_cache, cache)
     names = [REFERENCE] + [n for n in args.variants if n != REFERENCE]
-    rows: dict[str, dict] = {}
-    for name in names:
-        rows[name] = run_variant(name, variant_config(base, VARIANTS[name], cache), args.work)
-        print(f"{name}: nDCG@10 {rows[name]['base']['ndcg@10']:.4f} -> {rows[name]['tuned']['ndcg@10']:.4f}", flush=True)
-    table = render_table(rows)
+    if args.seeds:
+        per_seed: dict[str, list[dict]] = {name: [] for name in names}
+        for seed in args.seeds:
+            work = args.work / f"seed{seed}"
+            for name, row in run_all(names, base, work, args, seed).items():
+                per_seed[name].append(row)
+        table = render_seeds_table(per_seed, args.seeds)
+    else:
+        table = render_table(run_all(names, base, args.work, args))
     print(table)
     if not args.no_record:
         record(table, args, (time.perf_counter() - started) / 60)
 
 
+def run_all(names: list[str], base: dict, work: Path, args: argparse.Namespace, seed: int | None = None) -> dict[str, dict]:
+    """The reference and each variant in ``work`` (sharing one LLM and embedding cache), finished runs kept."""
+    cache = args.work / "cache"
+    work.mkdir(parents=True, exist_ok=True)
+    reference = work / slug(REFERENCE)
+    if args.reference and seed is None and not reference.exists():
+        shutil.copytree(args.reference, reference, ignore=shutil.ignore_patterns("run.lock"))
+        if args.reference_cache and not cache.exists():
+            shutil.copytree(args.reference_cache, cache)
+    rows: dict[str, dict] = {}
+    for name in names:
+        rows[name] = run_variant(name, variant_config(base, VARIANTS[name], cache, seed), work)
+        print(f"{name}{'' if seed is None else f' (seed {seed})'}: nDCG@10 {rows[name]['base']['ndcg@10']:.4f} -> "
+              f"{rows[name]['tuned']['ndcg@10']:.4f}", flush=True)
+    return rows
+
+
 def record(table: str, args: argparse.Namespace, minutes: float) -> None:
     append_section(
         "Synthetic-only adaptation on SciFact",
-        f"python benchmarks/synthetic_scifact.py{' --reference RUN --reference-cache CACHE' if args.reference else ''}",
+        f"python benchmarks/synthetic_scifact.py{' --reference RUN --reference-cache CACHE' if args.reference else ''}"
+        f"{' --seeds ' + ' '.join(map(str, args.seeds)) if args.seeds else ''}"
+        f"{' --variants ' + ' '.join(repr(v) for v in args.variants) if set(args.variants) != set(VARIANTS) else ''}",
         f"Data: {args.config.relative_to(ROOT)} (80 sampled SciFact passages, embedded SmolLM2-135M, no human label), "
         f"evaluated on the full test split (300 queries, 5,183 documents). The min column is the time each variant "
         f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.",
