@@ -105,7 +105,7 @@ def test_bixse_scale_and_bias_are_learnable_parameters() -> None:
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_wasserstein_gaussian_equals_the_frechet_formula_with_matrix_square_roots() -> None:
     grades = torch.tensor([[3.0, 1.0, 0.0], [2.0, 0.0, 1.0]], dtype=torch.float64)
-    value = WassersteinLoss(IDENTITY, temperature=0.1).compute_loss_from_embeddings([Q, D1, D2, D3], grades).item()
+    value = WassersteinLoss(IDENTITY, temperature=0.1, target="softmax").compute_loss_from_embeddings([Q, D1, D2, D3], grades).item()
     q = np_unit(Q)
     docs = np.concatenate([np_unit(D1), np_unit(D2), np_unit(D3)])
     scores = q @ docs.T / 0.1
@@ -119,6 +119,34 @@ def test_wasserstein_gaussian_equals_the_frechet_formula_with_matrix_square_root
     cross = np.real(linalg.sqrtm(root_p @ cov_t @ root_p))
     expected = np.sum((p.mean(0) - t.mean(0)) ** 2) + np.trace(cov_p + cov_t - 2 * cross)
     assert value == pytest.approx(expected, abs=1e-6)
+
+
+def test_wasserstein_linear_target_puts_no_mass_on_grade_0_and_the_default_uses_it() -> None:
+    from gradir.losses.wasserstein import target_distribution
+
+    # One grade-2 document among 63 grade-0 ones (16 queries x lists of 4): the softmax target is near uniform.
+    grades = torch.zeros(1, 64, dtype=torch.float64)
+    grades[0, 0] = 2.0
+    assert target_distribution(grades, "softmax")[0, 0].item() == pytest.approx(math.exp(2) / (math.exp(2) + 63))
+    assert target_distribution(grades)[0, 0].item() == 1.0
+    mixed = target_distribution(torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert mixed.tolist() == [[0.75, 0.25, 0.0], [pytest.approx(1 / 3)] * 3]
+    # The default loss is the EMD/Gaussian distance to that target: zero when the prediction equals it.
+    grades = torch.tensor([[3.0, 1.0, 0.0], [2.0, 0.0, 1.0]], dtype=torch.float64)
+    emd = WassersteinLoss(IDENTITY, temperature=0.1, form="emd").compute_loss_from_embeddings([Q, D1, D2, D3], grades).item()
+    q, docs = np_unit(Q), np.concatenate([np_unit(D1), np_unit(D2), np_unit(D3)])
+    p = np.exp(q @ docs.T / 0.1)
+    p /= p.sum(1, keepdims=True)
+    g = np.zeros((2, 6))
+    g[0, [0, 2, 4]] = [3, 1, 0]
+    g[1, [1, 3, 5]] = [2, 0, 1]
+    t = g / g.sum(1, keepdims=True)
+    expected = 0.0
+    for i in range(2):
+        order = np.argsort(-g[i], kind="stable")
+        gaps = g[i, order][:-1] - g[i, order][1:]
+        expected += np.sum(np.abs(np.cumsum(p[i, order])[:-1] - np.cumsum(t[i, order])[:-1]) * gaps) / 2
+    assert emd == pytest.approx(expected, abs=1e-9)
 
 
 def test_emd_1d_moves_mass_along_the_grade_order() -> None:
