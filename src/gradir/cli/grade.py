@@ -54,6 +54,7 @@ def grade_command(
 
     from gradir.collections import load_collection
     from gradir.grading.grade import GRADERS
+    from gradir.grading.stage import LLM_GRADERS
     from gradir.pipeline.config import GradeSection
 
     if grader not in GRADERS:
@@ -66,12 +67,12 @@ def grade_command(
         raise GradirError("grade needs --pairs and --out (or --against-qrels)")
     if not against_qrels and grader != "level" and collection is None:
         raise GradirError("--pairs needs --collection (the documents to grade)")
-    if balance and grader not in ("llm", "likelihood"):
+    if balance and grader not in LLM_GRADERS:
         raise GradirError("--balance needs the llm grader")
     start = time.perf_counter()
     settings = GradeSection(grader=grader, cross_encoder=str(model or ""), samples=samples, balance=balance,
                             budget=budget, source_floor=source_floor)
-    if grader not in ("llm", "likelihood"):
+    if grader not in LLM_GRADERS:
         client = None
     else:
         client = llm_client(llm, no_cache, api_key_env, concurrency, timeout, max_retries)

@@ -215,6 +215,7 @@ def _metric_rows(comparison: dict) -> list[tuple[str, float, float, float]]:
 def render_markdown(data: dict[str, Any]) -> str:
     config: PipelineConfig = data["config"]
     comparison = data["comparison"]
+    generation = _generation_sentence(data["generation"])
     lines = [
         "# gradir run report", "",
         f"Collection `{data['collection']}`, split `{comparison['split']}` ({comparison['base']['queries']} queries); "
@@ -248,7 +249,7 @@ def render_markdown(data: dict[str, Any]) -> str:
            *["| " + " | ".join(row) + " |" for row in _validation_rows(data["training"]["selection"])], ""]
           if data["training"].get("selection") else []),
         "## Query types", "",
-        *([_generation_sentence(data["generation"]), ""] if _generation_sentence(data["generation"]) else []),
+        *([generation, ""] if generation else []),
         "| type | generated | kept | kept fraction | training positives | share of positives |", "|---|---|---|---|---|---|",
         *[f"| {r['type']} | {r['generated']} | {r['kept']} | {r['kept_fraction']:.2f} | {r['positives']} | {r['share_of_positives']:.2f} |"
           for r in data["query_types"]], "",
