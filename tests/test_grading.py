@@ -41,6 +41,13 @@ def test_mining_keeps_the_source_and_honours_ranges_and_margins(tmp_path: Path) 
     strict = mine_candidates(queries, sources, collection.documents, top_k=6, keep_source=False, absolute_margin=0.05, encoder=encoder)
     source_score = {c.query_id: c.score for c in mined if c.is_source}
     assert all(c.score < source_score[c.query_id] - 0.05 for c in strict)
+    # the source's own dense score is kept even when it ranks below top_k (the grader fuses it)
+    far_sources = {"q1": "d1", "q3": "d2"}  # d2 (exercise, blood pressure) is not q3's top document
+    narrow = mine_candidates(queries, far_sources, collection.documents, top_k=1, encoder=encoder)
+    assert [c.doc_id for c in narrow if c.query_id == "q3" and not c.is_source] == ["d5"]
+    expected = {q: float(encoder.encode_queries([queries[q].text])[0] @ encoder.encode_documents([collection.documents[d].full_text])[0])
+                for q, d in far_sources.items()}
+    assert {c.query_id: c.score for c in narrow if c.is_source} == pytest.approx(expected, abs=1e-5)
     with pytest.raises(Exception, match="margins compare cosine scores"):
         mine_candidates(queries, sources, collection.documents, retriever="bm25", relative_margin=0.1)
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gradir.grading.likelihood import labels_from_scores, likelihood_prompt
+from gradir.grading.likelihood import fused_scores, labels_from_scores, likelihood_prompt
 from gradir.llm import LLMClient, load_backend
 
 PASSAGE = "Vitamin D deficiency is associated with low bone mineral density in older adults."
@@ -63,6 +63,29 @@ def test_scores_become_labels_against_each_querys_best_candidate() -> None:
     assert labels[1][0] == pytest.approx(math.exp(-0.4)) and labels[1][1] == 2  # 0.67
     assert labels[4][0] == pytest.approx(math.exp(-1.0)) and labels[4][1] == 1  # 0.37
     assert labels[2][0] == pytest.approx(math.exp(-4.0)) and labels[2][1] == 0
+
+
+def test_fused_scores_weigh_each_querys_z_scores_and_treat_unretrieved_as_average() -> None:
+    def z(values: list[float]) -> list[float]:
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        return [(v - mean) / std for v in values]
+
+    query_ids = ["a", "a", "a", "b", "b"]
+    likelihoods = [-1.0, -2.0, -4.0, -3.0, -1.0]
+    retrieved = [0.2, None, 0.6, None, None]  # "a": one unretrieved document; "b": none retrieved
+    fused = fused_scores(query_ids, likelihoods, retrieved, retriever_weight=0.25)
+    own_a, ret_a = z(likelihoods[:3]), z([0.2, 0.6])
+    assert fused[0] == pytest.approx(0.75 * own_a[0] + 0.25 * ret_a[0])
+    assert fused[1] == pytest.approx(0.75 * own_a[1])  # the retriever never scored it: z = 0
+    assert fused[2] == pytest.approx(0.75 * own_a[2] + 0.25 * ret_a[1])
+    assert fused[3:] == pytest.approx(z(likelihoods[3:]))  # nothing retrieved: the likelihood alone
+    assert fused_scores(query_ids, likelihoods, retrieved, 0.0)[:3] == pytest.approx(own_a)
+    # the retriever can overturn the likelihood's order: at w = 0.75 document 2 beats document 0
+    overturned = fused_scores(query_ids[:3], likelihoods[:3], [0.2, 0.4, 0.9], 0.75)
+    assert overturned[2] > overturned[0]
+    with pytest.raises(ValueError, match="retriever_weight"):
+        fused_scores(query_ids, likelihoods, retrieved, 1.5)
 
 
 def test_the_openai_path_reads_exactly_the_querys_tokens_from_a_real_server(llama_server: str, hf) -> None:

@@ -28,7 +28,7 @@ class Candidate:
     query_text: str
     doc_id: str
     rank: int
-    score: float | None  # None: the source passage, not among the retrieved
+    score: float | None  # None: a source passage the retriever did not score (BM25 or hybrid, below top_k)
     is_source: bool
     retriever: str
 
@@ -53,17 +53,20 @@ def mine_candidates(
     if retriever != "bm25":
         encoder = encoder or Encoder()
     run = search(documents, queries, retriever, encoder=encoder, top_k=top_k)
-    source_scores = _source_scores(queries, sources, documents, encoder) if margins else {}
+    # the source passage's own dense score, also when it ranks below top_k: margins compare
+    # against it, and the likelihood grader fuses it (a source with no score counts as average)
+    source_scores = _source_scores(queries, sources, documents, encoder) if retriever == "dense" else {}
     candidates: list[Candidate] = []
     for qid, query in queries.items():
         source = sources.get(qid)
         ranked = top_ranked(run.get(qid, {}))
         if keep_source and source is not None:
-            candidates.append(Candidate(qid, query.text, source, 0, run.get(qid, {}).get(source), True, retriever))
+            score = run.get(qid, {}).get(source, source_scores.get(qid))
+            candidates.append(Candidate(qid, query.text, source, 0, None if score is None else float(score), True, retriever))
         for rank, (did, score) in enumerate(ranked, start=1):
             if rank <= skip_top or did == source:
                 continue
-            if qid in source_scores:
+            if margins and qid in source_scores:
                 limit = source_scores[qid]
                 if absolute_margin is not None and score > limit - absolute_margin:
                     continue

@@ -7,8 +7,8 @@ graded, and three things are reported:
   the base order) next to nDCG@10 of the base order, on the same queries, with the
   paired t-test and randomisation test (:func:`gradir.evaluation.compare.compare_per_query`);
   and reordered by the grader fused with the retriever: per query, the mean of the two
-  scores' z-scores over the k documents (a teacher weaker than the retriever on some
-  queries can still add to it);
+  scores' z-scores over the k documents (:func:`gradir.grading.likelihood.fused_scores`
+  at weight 0.5; a teacher weaker than the retriever on some queries can still add to it);
 - **pairwise accuracy**: among documents of one query, how often a judged-relevant
   document scores above a judged-non-relevant one, and above an unjudged one (ties
   count one half);
@@ -21,6 +21,7 @@ or the mean query log-probability (``likelihood``).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from itertools import product
@@ -32,6 +33,7 @@ from gradir.evaluation.compare import compare_per_query
 from gradir.evaluation.metrics import score_run
 from gradir.grading.agreement import agreement
 from gradir.grading.grade import Grading, Pair
+from gradir.grading.likelihood import fused_scores
 from gradir.retrieval.search import search
 
 
@@ -91,20 +93,13 @@ def _ranked(run: dict[str, float]) -> list[str]:
 
 
 def _fused(retriever: dict[str, float], grader: dict[str, float]) -> dict[str, float]:
-    """Mean of the two scores' z-scores over one query's documents (a failed grade counts as the lowest)."""
-    import numpy as np
-
+    """The equal mean of the two scores' z-scores over one query's documents (a failed grade counts as the lowest)."""
     ids = _ranked(retriever)
-    graded = np.array([grader[d] for d in ids], dtype=float)
-    finite = np.isfinite(graded)
-    graded[~finite] = graded[finite].min() if finite.any() else 0.0
-
-    def z(values: np.ndarray) -> np.ndarray:
-        spread = values.std()
-        return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-
-    fused = (z(np.array([retriever[d] for d in ids])) + z(graded)) / 2
-    return {d: float(f) - 1e-9 * rank for rank, (d, f) in enumerate(zip(ids, fused))}
+    finite = [grader[d] for d in ids if math.isfinite(grader[d])]
+    lowest = min(finite, default=0.0)
+    graded = [grader[d] if math.isfinite(grader[d]) else lowest for d in ids]
+    fused = fused_scores(["q"] * len(ids), graded, [retriever[d] for d in ids], retriever_weight=0.5)
+    return {d: f - 1e-9 * rank for rank, (d, f) in enumerate(zip(ids, fused))}
 
 
 def _finite(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -8,7 +8,9 @@ as relabelled instead of being trained on as negatives (CustomIR's LLM-verified
 negatives). The ``unverified`` grader is the baseline that check is measured against: the
 source passage is grade 3 and every other mined candidate a grade-0 negative, unread.
 The ``likelihood`` grader scores each pair by query likelihood and labels each query's
-candidates against its best one (:mod:`gradir.grading.likelihood`).
+candidates against its best one (:mod:`gradir.grading.likelihood`), its score fused
+with the retriever's (a pair's ``retriever_score``, the ``score`` column of mined pairs)
+when ``retriever_weight`` > 0.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from gradir.collections.records import Document
 from gradir.collections.rows import iter_rows, position_unit
 from gradir.errors import GradirError
 from gradir.grading.cross_encoder import grade_with_cross_encoder
-from gradir.grading.likelihood import DEFAULT_MAX_PASSAGE_TOKENS, DEFAULT_TEMPERATURE, labels_from_scores, query_likelihoods
+from gradir.grading.likelihood import (
+    DEFAULT_MAX_PASSAGE_TOKENS,
+    DEFAULT_TEMPERATURE,
+    fused_scores,
+    labels_from_scores,
+    query_likelihoods,
+)
 from gradir.grading.llm import GRADES, expected_grade, grade_with_llm
 from gradir.judgments import Judgment
 from gradir.llm import LLMClient
@@ -36,6 +44,7 @@ class Pair:
     query_text: str
     doc_id: str
     is_source: bool
+    retriever_score: float | None = None  # the mining retriever's score; None: not retrieved
 
 
 @dataclass
@@ -67,7 +76,12 @@ def read_pairs(path: Path | str, documents: dict[str, Document]) -> list[Pair]:
         if str(did) not in documents:
             log.add(path, pos, f"unknown document id '{did}' (not in the corpus)", "unknown document", unit)
             continue
-        pairs.append(Pair(str(qid), str(text), str(did), bool(row.get("is_source", False))))
+        score = row.get("score")
+        if score is not None and not isinstance(score, (int, float)):
+            log.add(path, pos, f"score '{score}' is not a number", "bad score", unit)
+            continue
+        pairs.append(Pair(str(qid), str(text), str(did), bool(row.get("is_source", False)),
+                          None if score is None else float(score)))
     log.check()
     if not pairs:
         raise log.fatal(path, None, "no pairs found")
@@ -86,8 +100,13 @@ def grade_pairs(
     temperature: float = DEFAULT_TEMPERATURE,
     max_passage_tokens: int | None = None,
     likelihood_prompt: str | None = None,
+    retriever_weight: float = 0.0,
 ) -> Grading:
-    """Judgments of ``pairs`` by one grader; ``max_passage_tokens`` None keeps each LLM grader's default."""
+    """Judgments of ``pairs`` by one grader; ``max_passage_tokens`` None keeps each LLM grader's default.
+
+    ``retriever_weight`` fuses the likelihood grader's score with the pairs' retriever
+    scores before labelling (:func:`gradir.grading.likelihood.fused_scores`).
+    """
     if grader == "likelihood":
         if client is None:
             raise GradirError("the likelihood grader needs an LLM (--llm)")
@@ -101,9 +120,15 @@ def grade_pairs(
                 result.failures[error] += 1
             else:
                 kept.append((pair, score))
-        labels = labels_from_scores([p.query_id for p, _ in kept], [s for _, s in kept], temperature)
+        query_ids = [p.query_id for p, _ in kept]
+        label_scores = [s for _, s in kept]
+        name = f"likelihood:{client.model_id}"
+        if retriever_weight > 0:
+            label_scores = fused_scores(query_ids, label_scores, [p.retriever_score for p, _ in kept], retriever_weight)
+            name += f"+retriever:{retriever_weight:g}"
+        labels = labels_from_scores(query_ids, label_scores, temperature)
         result.judgments = [
-            Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, f"likelihood:{client.model_id}", score)
+            Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, name, score)
             for (p, score), (prob, grade) in zip(kept, labels)
         ]
     elif grader == "llm":

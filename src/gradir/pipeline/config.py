@@ -127,7 +127,14 @@ class GradeSection(Section):
         "unverified (mined candidates taken as grade 0, unread)",
     )
     llm: str = Field("", description="LLM that grades (same spec as llm.backend); empty: llm.backend")
-    temperature: float = Field(0.5, gt=0, description="likelihood: p_relevant = exp((score - the query's best score) / temperature), nats per token")
+    temperature: float = Field(
+        0.5, gt=0, description="likelihood: p_relevant = exp((score - the query's best score) / temperature); "
+        "in nats per token, or in standard deviations when fused with the retriever"
+    )
+    retriever_weight: float = Field(
+        0.5, ge=0, le=1, description="likelihood: label from (1 - w) z(likelihood) + w z(retriever score) per query; "
+        "0: the likelihood alone"
+    )
     max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 256, llm 400)")
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")

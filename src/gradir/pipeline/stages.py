@@ -238,7 +238,8 @@ def grade(ctx: Context) -> dict[str, Any]:
         write_judgments(ctx.path(JUDGMENTS), judgments)
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
         return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
-    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"]) for r in read_jsonl(ctx.path(PAIRS))]
+    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"))
+             for r in read_jsonl(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
     client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
