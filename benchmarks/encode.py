@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from gradir.collections import load_collection  # noqa: E402
-from gradir.encoding import Encoder  # noqa: E402
+from gradir.retrieval.encoding import Encoder  # noqa: E402
 from gradir.evaluation import evaluate  # noqa: E402
 from gradir.models import default_model_path  # noqa: E402
 from results_file import append_section  # noqa: E402

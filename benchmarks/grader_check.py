@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradir.collections import load_collection  # noqa: E402
-from gradir.encoding import Encoder  # noqa: E402
+from gradir.retrieval.encoding import Encoder  # noqa: E402
 from gradir.grading.check import check_against_qrels  # noqa: E402
 from gradir.grading.grade import grade_pairs  # noqa: E402
 from gradir.llm import LLMClient, load_backend  # noqa: E402

@@ -31,11 +31,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 
 from gradir.collections import load_collection  # noqa: E402
-from gradir.encoding import Encoder  # noqa: E402
+from gradir.retrieval.encoding import Encoder  # noqa: E402
 from gradir.grading.llm import GRADES, grading_prompt  # noqa: E402
 from gradir.llm import SamplingSettings, load_backend  # noqa: E402
 from gradir.llm.llamacpp_backend import default_gguf_path  # noqa: E402
-from gradir.mining import mine_candidates  # noqa: E402
+from gradir.retrieval.mining import mine_candidates  # noqa: E402
 from gradir.synth.prompts import builtin_examples, examples_for, query_messages, query_template  # noqa: E402
 from results_file import append_section  # noqa: E402
 

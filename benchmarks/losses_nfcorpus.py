@@ -38,10 +38,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradir.atomic import write_text_atomic  # noqa: E402
 from gradir.collections import load_collection  # noqa: E402
-from gradir.encoding import Encoder  # noqa: E402
+from gradir.retrieval.encoding import Encoder  # noqa: E402
 from gradir.evaluation import evaluate  # noqa: E402
 from gradir.evaluation.compare import compare_per_query  # noqa: E402
-from gradir.judgments import judgments_from_qrels, write_judgments  # noqa: E402
+from gradir.grading.judgments import judgments_from_qrels, write_judgments  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
 from results_file import append_section  # noqa: E402

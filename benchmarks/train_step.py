@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from gradir.collections import load_collection  # noqa: E402
-from gradir.judgments import judgments_from_qrels  # noqa: E402
+from gradir.grading.judgments import judgments_from_qrels  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.models import default_model_path  # noqa: E402
 from gradir.training import assemble_training_set  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradir.retrieval import reciprocal_rank_fusion
+from gradir.retrieval.fusion import reciprocal_rank_fusion
 
 
 def test_rrf_sums_reciprocal_ranks() -> None:

@@ -13,9 +13,9 @@ from gradir.collections import load_collection
 from gradir.collections.records import Document, Query
 from gradir.grading import agreement, normalise_scores
 from gradir.grading.grade import Pair, grade_pairs
-from gradir.judgments import read_judgments
+from gradir.grading.judgments import read_judgments
 from gradir.llm import LLMClient, load_backend
-from gradir.mining import mine_candidates
+from gradir.retrieval.mining import mine_candidates
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_mining_keeps_the_source_and_honours_ranges_and_margins(tmp_path: Path) 
     collection = load_collection(TINY)
     queries = {"q1": Query("q1", "does vitamin d help bones"), "q3": Query("q3", "statins cholesterol risk")}
     sources = {"q1": "d1", "q3": "d5"}
-    from gradir.encoding import Encoder
+    from gradir.retrieval.encoding import Encoder
 
     encoder = Encoder(cache_dir=tmp_path)
     mined = mine_candidates(queries, sources, collection.documents, top_k=6, encoder=encoder)

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import TINY, run_cli
 from gradir.collections import load_collection
-from gradir.judgments import judgments_from_qrels, write_judgments
+from gradir.grading.judgments import judgments_from_qrels, write_judgments
 from gradir.losses import GradedBCELoss, LCELoss
 
 SCORES = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)

@@ -4,8 +4,9 @@ import numpy as np
 
 from conftest import TINY
 from gradir.collections import load_collection
-from gradir.encoding import Encoder
-from gradir.retrieval import BM25Index, DenseIndex
+from gradir.retrieval.encoding import Encoder
+from gradir.retrieval.bm25 import BM25Index
+from gradir.retrieval.dense import DenseIndex
 from gradir.retrieval.search import search
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import TINY, run_cli, shared_collection
 from gradir.collections import load_collection
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
-from gradir.runtimes import export_into_model_folder
+from gradir.retrieval.runtimes import export_into_model_folder
 
 RUNTIMES = [("onnx", "fp32", 0.9999), ("onnx", "int8", 0.99), ("openvino", "fp32", 0.9999), ("openvino", "int8", 0.99)]
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, run_cli, shared_collection
 from gradir.collections import load_collection
-from gradir.judgments import judgments_from_qrels, read_judgments, write_judgments
+from gradir.grading.judgments import judgments_from_qrels, read_judgments, write_judgments
 from gradir.training import assemble_training_set
 
 
@@ -61,7 +61,7 @@ def test_every_loss_sees_the_same_queries_and_positives(loss: str) -> None:
 
 
 def _judgment(qid: str, did: str, grade: int, p: float):
-    from gradir.judgments import Judgment
+    from gradir.grading.judgments import Judgment
 
     return Judgment(qid, f"text of {qid}", did, grade, p, "test", p)
 
@@ -208,7 +208,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     """A learning rate that wrecks the model: the run falls back towards the base and says so."""
     from sentence_transformers import SentenceTransformer
 
-    from gradir.judgments import judgments_from_qrels as from_qrels
+    from gradir.grading.judgments import judgments_from_qrels as from_qrels
     from gradir.models import default_model_path
     from gradir.training import TrainSettings, train
     from gradir.training.validation import hold_out

@@ -8,7 +8,7 @@ The pipeline in one call (the same as ``gradir run``)::
     print(result.summary()["stages"]["evaluate"])
 
 Each stage is also a function: :func:`gradir.synth.generate_queries`,
-:func:`gradir.synth.round_trip_filter`, :func:`gradir.mining.mine_candidates`,
+:func:`gradir.synth.round_trip_filter`, :func:`gradir.retrieval.mining.mine_candidates`,
 :func:`gradir.grading.grade.grade_pairs`, :func:`gradir.training.train`,
 :func:`gradir.evaluation.evaluate`.
 """

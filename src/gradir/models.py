@@ -50,7 +50,7 @@ def model_fingerprint(path: Path | str) -> str:
     It changes whenever a weight, a tokenizer file or a pooling setting changes, so
     caches keyed by it never serve vectors of another model. Hidden files, the
     ``checkpoint-*`` folders a trainer leaves behind and the runtime exports derived
-    from the weights (``onnx/``, ``openvino/``, see :mod:`gradir.runtimes`) are ignored.
+    from the weights (``onnx/``, ``openvino/``, see :mod:`gradir.retrieval.runtimes`) are ignored.
     """
     root = Path(path)
     digest = hashlib.blake2b(digest_size=16)

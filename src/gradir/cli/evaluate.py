@@ -21,7 +21,7 @@ from gradir.cli.common import (
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
 from gradir.errors import GradirError
-from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
+from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 
 
 @app.command("eval")
@@ -43,7 +43,7 @@ def eval_command(
 ) -> None:
     """Evaluate a retriever on a collection: nDCG@10, Recall@100, MRR@10, MAP@100."""
     from gradir.collections import load_collection
-    from gradir.encoding import Encoder
+    from gradir.retrieval.encoding import Encoder
     from gradir.evaluation import evaluate
 
     check_retriever(retriever)
@@ -172,7 +172,7 @@ def judgments_from_qrels_command(
     import time
 
     from gradir.collections import load_collection
-    from gradir.judgments import judgments_from_qrels, write_judgments
+    from gradir.grading.judgments import judgments_from_qrels, write_judgments
 
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)

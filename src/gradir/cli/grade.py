@@ -80,7 +80,7 @@ def grade_command(
     try:
         loaded = load_collection(collection, lenient=lenient) if collection is not None else None
         if against_qrels:
-            from gradir.encoding import Encoder
+            from gradir.retrieval.encoding import Encoder
             from gradir.grading.check import check_against_qrels
             from gradir.grading.stage import pair_grader
 
@@ -111,7 +111,7 @@ def _grade_pairs_file(pairs: Path, out: Path, collection, settings, client, seed
     from gradir.grading.grade import grade_histogram, read_pairs
     from gradir.grading.level import grade_by_level
     from gradir.grading.stage import grade_stage
-    from gradir.judgments import write_judgments
+    from gradir.grading.judgments import write_judgments
     from gradir.synth.records import read_synthetic_documents
     from gradir.tables import write_table
 

@@ -28,7 +28,7 @@ from gradir.cli.common import (
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
 from gradir.errors import GradirError
-from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
+from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 
 
 generate_app = typer.Typer(help="Generate synthetic queries and documents with an LLM.", no_args_is_help=True)
@@ -159,7 +159,7 @@ def filter_command(
     import time
 
     from gradir.collections import load_collection
-    from gradir.encoding import Encoder
+    from gradir.retrieval.encoding import Encoder
     from gradir.synth import round_trip_filter
     from gradir.synth.records import as_rows, read_synthetic_queries
     from gradir.tables import write_table
@@ -211,8 +211,8 @@ def mine_command(
 
     from gradir.collections import load_collection
     from gradir.collections.records import Query
-    from gradir.encoding import Encoder
-    from gradir.mining import mine_candidates
+    from gradir.retrieval.encoding import Encoder
+    from gradir.retrieval.mining import mine_candidates
     from gradir.synth.records import read_synthetic_queries
     from gradir.tables import write_table
 

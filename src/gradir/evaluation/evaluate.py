@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gradir.atomic import atomic_write, write_text_atomic
 from gradir.collections.loader import Collection
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.evaluation.metrics import METRICS, score_run
 from gradir.evaluation.runfile import write_run
 from gradir.retrieval.run import Run

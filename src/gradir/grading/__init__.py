@@ -1,4 +1,9 @@
-"""Graders: each turns (query, document) pairs into the same judgments table."""
+"""Graders: (query, document) pairs in, graded judgments out.
+
+Every grader writes the same judgments table (:mod:`~gradir.grading.judgments`), which
+the training stage reads; :mod:`~gradir.grading.stage` is the stage both ``gradir run``
+and ``gradir grade`` call.
+"""
 
 from gradir.grading.agreement import Agreement, agreement
 from gradir.grading.cross_encoder import grade_with_cross_encoder, normalise_scores

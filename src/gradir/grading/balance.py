@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from gradir.collections.records import Document
 from gradir.grading.grade import Pair, grade_histogram, grade_pairs
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.llm import LLMClient
 from gradir.synth.documents import generate_documents
 from gradir.synth.records import SyntheticDocument, SyntheticQuery

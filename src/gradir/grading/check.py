@@ -28,7 +28,7 @@ from itertools import product
 
 from gradir.collections.loader import Collection
 from gradir.collections.records import Query
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.evaluation.compare import compare_per_query
 from gradir.evaluation.metrics import score_run
 from gradir.grading.agreement import agreement

@@ -32,7 +32,7 @@ from gradir.grading.likelihood import (
     query_likelihoods,
 )
 from gradir.grading.llm import GRADES, expected_grade, grade_with_llm
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.llm import LLMClient
 
 GRADERS = ("likelihood", "llm", "cross-encoder", "level", "unverified")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.synth.records import SyntheticDocument
 
 

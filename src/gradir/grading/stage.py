@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradir.collections.records import Document
 from gradir.errors import GradirError
 from gradir.grading.grade import Grading, Pair, grade_histogram, grade_pairs
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.llm import LLMClient
 
 if TYPE_CHECKING:

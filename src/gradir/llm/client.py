@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradir.console import progress
-from gradir.embedding_cache import default_cache_dir
+from gradir.cache_dir import default_cache_dir
 from gradir.llm.base import ContinuationLogprobs, Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
 from gradir.llm.call_cache import CallCache, call_key
 

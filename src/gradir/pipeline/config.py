@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gradir.errors import GradirError
-from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
+from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,

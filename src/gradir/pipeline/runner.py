@@ -24,7 +24,7 @@ from gradir.collections import load_collection
 from gradir.collections.loader import Collection
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
-from gradir.embedding_cache import default_cache_dir
+from gradir.cache_dir import default_cache_dir
 from gradir.errors import GradirError
 from gradir.file_digests import file_digest
 from gradir.models import model_fingerprint, resolve_model_path

@@ -89,7 +89,7 @@ class Context:
 
     def encoder(self):
         if self._encoder is None:
-            from gradir.encoding import Encoder
+            from gradir.retrieval.encoding import Encoder
 
             self._encoder = Encoder(self.config.model.base or None, cache_dir=self.cache_dir,
                                     batch_size=self.config.model.batch_size, **_encoding(self.config))
@@ -199,7 +199,7 @@ def generate_documents(ctx: Context) -> dict[str, Any]:
 
 
 def mine(ctx: Context) -> dict[str, Any]:
-    from gradir.mining import mine_candidates
+    from gradir.retrieval.mining import mine_candidates
     from gradir.synth.records import read_synthetic_queries
 
     settings = ctx.config.mine
@@ -228,7 +228,7 @@ def grade(ctx: Context) -> dict[str, Any]:
     from gradir.grading.grade import Pair, grade_histogram
     from gradir.grading.level import grade_by_level
     from gradir.grading.stage import LLM_GRADERS, grade_stage
-    from gradir.judgments import write_judgments
+    from gradir.grading.judgments import write_judgments
     from gradir.synth.records import read_synthetic_documents
 
     settings = ctx.config.grade
@@ -356,11 +356,11 @@ def _extra_documents_file(ctx: Context, extra: dict[str, Document]) -> Path:
 
 
 def evaluate_models(ctx: Context) -> dict[str, Any]:
-    from gradir.encoding import Encoder
+    from gradir.retrieval.encoding import Encoder
     from gradir.evaluation import evaluate
     from gradir.evaluation.compare import compare_per_query
 
-    from gradir.runtimes import export_into_model_folder
+    from gradir.retrieval.runtimes import export_into_model_folder
 
     settings = ctx.config.eval
     start = time.perf_counter()

@@ -1,8 +1,11 @@
-"""Search: exact dense search (FAISS), BM25 (bm25s) and reciprocal-rank fusion."""
+"""Retrieval: texts in, vectors and ranked runs out.
 
-from gradir.retrieval.bm25 import BM25Index
-from gradir.retrieval.dense import DenseIndex
-from gradir.retrieval.fusion import reciprocal_rank_fusion
-from gradir.retrieval.run import Run, top_ranked
+Encoding with a persistent embedding cache (:mod:`~gradir.retrieval.encoding`,
+:mod:`~gradir.retrieval.embedding_cache`, the ONNX/OpenVINO runtimes in
+:mod:`~gradir.retrieval.runtimes`), exact dense search (FAISS), BM25 (bm25s),
+reciprocal-rank fusion, and mining each synthetic query's candidates for the graders
+(:mod:`~gradir.retrieval.mining`).
+"""
 
-__all__ = ["BM25Index", "DenseIndex", "Run", "reciprocal_rank_fusion", "top_ranked"]
+# Nothing is imported here: the configuration reads the runtimes' defaults, and loading
+# FAISS and bm25s for that would slow every command. Import from the modules.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from gradir.collections.records import Document, Query
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.retrieval.bm25 import BM25Index
 from gradir.retrieval.dense import DenseIndex

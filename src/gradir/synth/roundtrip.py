@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from gradir.collections.records import Document, Query
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.search import search
 from gradir.synth.records import SyntheticQuery
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from gradir.collections.records import Document
 from gradir.errors import GradirError
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.losses.base import JudgedPairs
 from gradir.training_defaults import DEFAULT_THRESHOLD
 

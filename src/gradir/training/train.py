@@ -36,9 +36,9 @@ from gradir.atomic import atomic_write, write_text_atomic
 from gradir.console import err_console, progress
 from gradir.collections.loader import Collection
 from gradir.collections.records import Document
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
-from gradir.judgments import read_judgments
+from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold

@@ -24,7 +24,7 @@ import numpy as np
 
 from gradir.collections.records import Document
 from gradir.evaluation.metrics import score_run
-from gradir.judgments import Judgment
+from gradir.grading.judgments import Judgment
 from gradir.retrieval.dense import DenseIndex
 from gradir.training_defaults import DEFAULT_VALIDATION_DOCUMENTS, DEFAULT_VALIDATION_SHARE
 

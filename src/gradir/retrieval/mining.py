@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradir.collections.records import Document, Query
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.retrieval.run import top_ranked
 from gradir.retrieval.search import search

@@ -6,7 +6,7 @@ second encoding of the same corpus reads vectors from disk without loading the
 model, and an interrupted encoding resumes where it stopped.
 
 The forward pass runs in PyTorch, ONNX Runtime or OpenVINO, in fp32 or int8
-(:mod:`gradir.runtimes`); backend and precision are part of the cache key, since an
+(:mod:`gradir.retrieval.runtimes`); backend and precision are part of the cache key, since an
 int8 vector is not an fp32 vector.
 """
 
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradir.console import progress
-from gradir.embedding_cache import EmbeddingCache, default_cache_dir, text_key
+from gradir.cache_dir import default_cache_dir
+from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.models import model_fingerprint, resolve_model_path
-from gradir.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
+from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

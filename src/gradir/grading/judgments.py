@@ -17,7 +17,7 @@ from pathlib import Path
 from gradir.collections.loader import Collection
 from gradir.collections.problems import ProblemLog
 from gradir.collections.rows import iter_rows, position_unit
-from gradir.encoding import Encoder
+from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.retrieval.search import search
 from gradir.tables import write_table

@@ -9,7 +9,6 @@ folder of NumPy files would not.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,14 +16,6 @@ from pathlib import Path
 import numpy as np
 
 _LOOKUP_CHUNK = 900  # below SQLite's default limit on bound parameters
-
-
-def default_cache_dir() -> Path:
-    """``$GRADIR_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradir``, else ``~/.cache/gradir``."""
-    if env := os.environ.get("GRADIR_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gradir"
 
 
 def text_key(text: str) -> bytes:
