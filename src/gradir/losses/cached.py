@@ -11,6 +11,11 @@ Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited S
 Memory holds one mini-batch's activations at a time instead of the batch's, and the
 loss and gradients equal those of the uncached loss (up to float rounding).
 
+Why not sentence-transformers' own: its cached losses (``CachedMultipleNegativesRankingLoss``,
+``CachedGISTEmbedLoss``, ``CachedMultipleNegativesSymmetricRankingLoss``) each cache one
+contrastive loss; this wrapper caches any loss of gradir's (BiXSE, Wasserstein, listwise
+KL, MarginMSE, InfoNCE) with one implementation, labels and document ids included.
+
 Example::
 
     from gradir.losses import BiXSELoss, CachedLoss

@@ -12,6 +12,11 @@ the batch carries ids (gradir's training set), an in-batch document judged relev
 query i, other than its own positive, is left out of C for query i rather than counted
 as a negative.
 
+Without ids it equals sentence-transformers' ``MultipleNegativesRankingLoss`` (with
+``gather_across_devices=True`` under several processes; tests/test_losses.py checks the
+two against each other); the id-aware masking of judged documents is what it adds, and
+why gradir keeps its own.
+
 Reference: van den Oord et al., "Representation Learning with Contrastive Predictive
 Coding" (2018); Henderson et al. (2017) for in-batch negatives in retrieval.
 
