@@ -177,6 +177,14 @@ def test_unverified_grader_takes_mined_candidates_as_negatives_unread(tmp_path: 
     queries.write_text('{"query_id": "s1", "text": "vitamin d and bone density", "type": "web", "source_doc_id": "d1"}\n')
     pairs = tmp_path / "pairs.jsonl"
     assert run_cli("mine", "--queries", queries, "--collection", TINY, "--out", pairs, "--top-k", "4").returncode == 0
+    # an approximate index (HNSW) finds the same candidates on a collection this small
+    graph_pairs = tmp_path / "pairs-hnsw.jsonl"
+    assert run_cli("mine", "--queries", queries, "--collection", TINY, "--out", graph_pairs, "--top-k", "4",
+                   "--index", "hnsw").returncode == 0
+    assert [json.loads(line)["doc_id"] for line in graph_pairs.read_text().splitlines()] == \
+        [json.loads(line)["doc_id"] for line in pairs.read_text().splitlines()]
+    refused = run_cli("mine", "--queries", queries, "--collection", TINY, "--out", graph_pairs, "--index", "annoy")
+    assert refused.returncode == 2 and "--index: unknown index 'annoy'" in refused.stderr
     out = tmp_path / "judgments.jsonl"
     result = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--grader", "unverified", "--out", out, "--json")
     assert result.returncode == 0, result.stderr

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import TINY
 from gradir.collections import load_collection
 from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.bm25 import BM25Index
-from gradir.retrieval.dense import DenseIndex
+from gradir.retrieval.dense import ApproximateSearch, DenseIndex
 from gradir.retrieval.search import search
 
 
@@ -20,6 +21,28 @@ def test_dense_index_is_exact_cosine_search() -> None:
     assert list(run["a"]) == [f"d{i}" for i in expected[0]]
     assert list(run["b"])[0] == "d7"
     assert len(run["a"]) == 5
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_indexes_find_most_of_the_exact_top_k_with_exact_scores(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 32))
+    docs = (centres[rng.integers(0, 40, 4000)] + 0.6 * rng.normal(size=(4000, 32))).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries = docs[rng.choice(4000, 100, replace=False)] + 0.2 * rng.normal(size=(100, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(4000)]
+    qids = [f"q{i}" for i in range(100)]
+    exact = DenseIndex(ids, docs).search(qids, queries, top_k=10)
+    approximate = DenseIndex(ids, docs, ApproximateSearch(kind=kind, nprobe=8)).search(qids, queries, top_k=10)
+    recall = np.mean([len(set(exact[q]) & set(approximate[q])) / 10 for q in qids])
+    assert 0.9 <= recall
+    assert recall < 1.0 or kind == "hnsw"  # IVF visits 8 of its 102 cells: it does miss some
+    for q, row in zip(qids, queries):  # what it returns, it scores exactly
+        for did, score in approximate[q].items():
+            assert score == pytest.approx(float(docs[int(did[1:])] @ row), abs=1e-5)
+    with pytest.raises(ValueError, match="unknown index"):
+        ApproximateSearch(kind="annoy")
 
 
 def test_bm25_stems_and_ranks_matching_documents_first() -> None:

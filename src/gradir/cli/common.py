@@ -25,6 +25,7 @@ LenientOpt = Annotated[bool, typer.Option("--lenient", help="Skip bad records an
 SplitOpt = Annotated[str, typer.Option("--split", help="Which qrels split to evaluate on.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="Encoding precision: fp32, or int8 (onnx, openvino).")]
+IndexOpt = Annotated[str, typer.Option("--index", help="Dense index: exact, hnsw or ivf (approximate; default parameters, see [index] in the config).")]
 
 
 LLMOpt = Annotated[str, typer.Option("--llm", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH.")]
@@ -45,6 +46,15 @@ def check_retriever(retriever: str) -> None:
 
     if retriever not in RETRIEVERS:
         raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+
+
+def approximate_search(kind: str):
+    """The ``--index`` option as the dense index's settings."""
+    from gradir.retrieval.dense import INDEX_KINDS, ApproximateSearch
+
+    if kind not in INDEX_KINDS:
+        raise GradirError(f"--index: unknown index '{kind}' (choose from {', '.join(INDEX_KINDS)})")
+    return ApproximateSearch(kind=kind)
 
 
 def llm_client(spec: str, no_cache: bool, api_key_env: str, concurrency: int, timeout: float, max_retries: int):

@@ -12,6 +12,7 @@ from gradir.cli.common import (
     BackendOpt,
     CollectionOpt,
     ConcurrencyOpt,
+    IndexOpt,
     JsonOpt,
     LLMOpt,
     LenientOpt,
@@ -20,6 +21,7 @@ from gradir.cli.common import (
     RetriesOpt,
     TimeoutOpt,
     app,
+    approximate_search,
     check_retriever,
     emit,
     llm_client,
@@ -152,6 +154,7 @@ def filter_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
     backend: BackendOpt = DEFAULT_BACKEND,
     precision: PrecisionOpt = DEFAULT_PRECISION,
+    index: IndexOpt = "exact",
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -165,6 +168,7 @@ def filter_command(
     from gradir.tables import write_table
 
     check_retriever(retriever)
+    approximate = approximate_search(index)
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)
     records = read_synthetic_queries(queries)
@@ -172,7 +176,8 @@ def filter_command(
     if unknown:
         raise GradirError(f"{queries}: source_doc_id '{unknown[0]}' is not in {collection} ({len(unknown)} unknown)")
     encoder = Encoder(model, backend=backend, precision=precision) if retriever != "bm25" else None
-    result = round_trip_filter(records, loaded.documents, top_k=top_k, retriever=retriever, encoder=encoder)
+    result = round_trip_filter(records, loaded.documents, top_k=top_k, retriever=retriever, encoder=encoder,
+                               approximate=approximate)
     write_table(out, as_rows(result.kept))
     summary = {
         "written": len(result.kept),
@@ -202,6 +207,7 @@ def mine_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Dense model; default all-MiniLM-L6-v2.")] = None,
     backend: BackendOpt = DEFAULT_BACKEND,
     precision: PrecisionOpt = DEFAULT_PRECISION,
+    index: IndexOpt = "exact",
     lenient: LenientOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -217,6 +223,7 @@ def mine_command(
     from gradir.tables import write_table
 
     check_retriever(retriever)
+    approximate = approximate_search(index)
     start = time.perf_counter()
     loaded = load_collection(collection, lenient=lenient)
     records = read_synthetic_queries(queries)
@@ -226,6 +233,7 @@ def mine_command(
         {q.query_id: q.source_doc_id for q in records if q.source_doc_id in loaded.documents},
         loaded.documents, retriever=retriever, top_k=top_k, skip_top=skip_top, keep_source=not exclude_source,
         absolute_margin=absolute_margin, relative_margin=relative_margin, encoder=encoder,
+        approximate=approximate,
     )
     write_table(out, [asdict(c) for c in candidates])
     summary = {

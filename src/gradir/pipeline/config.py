@@ -102,6 +102,27 @@ class FilterSection(Section):
     top_k: int = Field(10, ge=1, description="the source passage must rank in this many")
 
 
+class IndexSection(Section):
+    """The dense index that filtering and mining search (evaluation always searches exactly)."""
+
+    kind: Literal["exact", "hnsw", "ivf"] = Field("exact", description="exact | hnsw | ivf (FAISS; approximate for large collections)")
+    hnsw_m: int = Field(32, ge=2, description="hnsw: links per vector")
+    ef_construction: int = Field(200, ge=1, description="hnsw: candidates kept while building")
+    ef_search: int = Field(128, ge=1, description="hnsw: candidates kept while searching (at least top_k)")
+    ivf_lists: int = Field(0, ge=0, description="ivf: k-means cells; 0: 4 x sqrt(documents)")
+    nprobe: int = Field(16, ge=1, description="ivf: cells a query visits")
+
+    def approximate(self):
+        """These settings as :class:`gradir.retrieval.dense.ApproximateSearch`."""
+        from gradir.retrieval.dense import ApproximateSearch
+
+        return ApproximateSearch(**self.model_dump())
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a stage's fingerprint records: nothing for exact search, so existing runs stay valid."""
+        return {} if self.kind == "exact" else {"index": self.model_dump()}
+
+
 class DocumentsSection(Section):
     """SyCL-style synthetic documents at relevance levels (needed by grade.grader = \"level\")."""
 
@@ -196,6 +217,7 @@ class PipelineConfig(Section):
     llm: LLMSection = LLMSection()
     generate: GenerateSection = GenerateSection()
     filter: FilterSection = FilterSection()
+    index: IndexSection = IndexSection()
     documents: DocumentsSection = DocumentsSection()
     mine: MineSection = MineSection()
     grade: GradeSection = GradeSection()

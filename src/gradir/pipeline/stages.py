@@ -171,7 +171,7 @@ def filter_queries(ctx: Context) -> dict[str, Any]:
         return {"written": len(queries), "read": len(queries), "enabled": False}
     encoder = ctx.encoder() if settings.retriever != "bm25" else None
     result = round_trip_filter(queries, ctx.collection.documents, top_k=settings.top_k,
-                               retriever=settings.retriever, encoder=encoder)
+                               retriever=settings.retriever, encoder=encoder, approximate=ctx.config.index.approximate())
     if not result.kept:
         raise GradirError(f"the round-trip filter kept none of {len(queries)} queries (try a larger filter.top_k)")
     _write_rows(ctx.path(KEPT), as_rows(result.kept))
@@ -208,7 +208,7 @@ def mine(ctx: Context) -> dict[str, Any]:
         {q.query_id: Query(q.query_id, q.text) for q in queries},
         {q.query_id: q.source_doc_id for q in queries},
         ctx.collection.documents, retriever=settings.retriever, top_k=settings.top_k, skip_top=settings.skip_top,
-        encoder=ctx.encoder() if settings.retriever != "bm25" else None,
+        encoder=ctx.encoder() if settings.retriever != "bm25" else None, approximate=ctx.config.index.approximate(),
     )
     _write_rows(ctx.path(PAIRS), [asdict(c) for c in candidates])
     return {"written": len(candidates), "queries": len(queries)}
@@ -425,13 +425,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("generate", generate_queries, ("sample",),
           lambda c: {**c.generate.model_dump(exclude={"passages"}), **_llm_settings(c), "seed": c.run.seed},
           (QUERIES,), description="generating queries with the LLM"),
-    Stage("filter", filter_queries, ("generate",), lambda c: {**c.filter.model_dump(), **_encoding(c)}, (KEPT,),
+    Stage("filter", filter_queries, ("generate",), lambda c: {**c.filter.model_dump(), **_encoding(c), **c.index.fingerprint()}, (KEPT,),
           uses_model=True,
           description="round-trip filtering the queries"),
     Stage("documents", generate_documents, ("filter",),
           lambda c: {**c.documents.model_dump(), **(_llm_settings(c) if c.documents.enabled else {}), "seed": c.run.seed},
           (DOCUMENTS,), description="writing documents at relevance levels"),
-    Stage("mine", mine, ("filter",), lambda c: {**c.mine.model_dump(), **_encoding(c)}, (PAIRS,), uses_model=True,
+    Stage("mine", mine, ("filter",), lambda c: {**c.mine.model_dump(), **_encoding(c), **c.index.fingerprint()}, (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
           lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader in ("llm", "likelihood") else {}),

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradir.collections.records import Document, Query
-from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
+from gradir.retrieval.dense import EXACT, ApproximateSearch
+from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.run import top_ranked
 from gradir.retrieval.search import search
 
@@ -45,6 +46,7 @@ def mine_candidates(
     absolute_margin: float | None = None,
     relative_margin: float | None = None,
     encoder: Encoder | None = None,
+    approximate: ApproximateSearch = EXACT,
 ) -> list[Candidate]:
     """Candidates per query; ``sources`` maps a query id to its source passage id (if any)."""
     margins = absolute_margin is not None or relative_margin is not None
@@ -52,7 +54,7 @@ def mine_candidates(
         raise GradirError("margins compare cosine scores: use them with --retriever dense")
     if retriever != "bm25":
         encoder = encoder or Encoder()
-    run = search(documents, queries, retriever, encoder=encoder, top_k=top_k)
+    run = search(documents, queries, retriever, encoder=encoder, top_k=top_k, approximate=approximate)
     # the source passage's own dense score, also when it ranks below top_k: margins compare
     # against it, and the likelihood grader fuses it (a source with no score counts as average)
     source_scores = _source_scores(queries, sources, documents, encoder) if retriever == "dense" else {}

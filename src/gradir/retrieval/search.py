@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Literal
 
 from gradir.collections.records import Document, Query
-from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.retrieval.bm25 import BM25Index
-from gradir.retrieval.dense import DenseIndex
+from gradir.retrieval.dense import EXACT, ApproximateSearch, DenseIndex
+from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.fusion import reciprocal_rank_fusion
 from gradir.retrieval.run import Run
 
@@ -24,8 +24,12 @@ def search(
     *,
     encoder: Encoder | None = None,
     top_k: int = 100,
+    approximate: ApproximateSearch = EXACT,
 ) -> Run:
-    """The ``top_k`` documents of each query. Hybrid fuses dense and BM25 with RRF."""
+    """The ``top_k`` documents of each query. Hybrid fuses dense and BM25 with RRF.
+
+    ``approximate`` chooses the dense index (:mod:`gradir.retrieval.dense`); exact by default.
+    """
     if retriever not in RETRIEVERS:
         raise GradirError(f"unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
     doc_ids = list(documents)
@@ -36,7 +40,7 @@ def search(
         encoder = encoder or Encoder()
         doc_vectors = encoder.encode_documents([documents[d].full_text for d in doc_ids])
         query_vectors = encoder.encode_queries(query_texts)
-        runs.append(DenseIndex(doc_ids, doc_vectors).search(query_ids, query_vectors, top_k))
+        runs.append(DenseIndex(doc_ids, doc_vectors, approximate).search(query_ids, query_vectors, top_k))
     if retriever in ("bm25", "hybrid"):
         index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
         runs.append(index.search(query_ids, query_texts, top_k))

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from gradir.collections.records import Document, Query
+from gradir.retrieval.dense import EXACT, ApproximateSearch
 from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.search import search
 from gradir.synth.records import SyntheticQuery
@@ -28,8 +29,9 @@ def round_trip_filter(
     top_k: int = 10,
     retriever: str = "dense",
     encoder: Encoder | None = None,
+    approximate: ApproximateSearch = EXACT,
 ) -> RoundTrip:
     as_queries = {q.query_id: Query(q.query_id, q.text) for q in queries}
-    run = search(documents, as_queries, retriever, encoder=encoder, top_k=top_k)
+    run = search(documents, as_queries, retriever, encoder=encoder, top_k=top_k, approximate=approximate)
     kept = [q for q in queries if q.source_doc_id in run.get(q.query_id, {})]
     return RoundTrip(kept, Counter(q.type for q in queries), Counter(q.type for q in kept))
