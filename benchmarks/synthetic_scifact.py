@@ -96,6 +96,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, help="a finished run of --config to start from (copied)")
     parser.add_argument("--reference-cache", type=Path, help="the cache directory that run used (copied)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--passages", type=int, help="sample this many passages instead of the config's generate.passages")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat every run per seed (run.seed); default: the config's seed only")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "synthetic_scifact")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
@@ -207,6 +208,8 @@ def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
     base = tomllib.loads(args.config.read_text(encoding="utf-8"))
+    if args.passages:
+        base["generate"] = {**base.get("generate", {}), "passages": args.passages}
     names = [REFERENCE] + [n for n in args.variants if n != REFERENCE]
     if args.seeds:
         per_seed: dict[str, list[dict]] = {name: [] for name in names}
@@ -240,12 +243,15 @@ def run_all(names: list[str], base: dict, work: Path, args: argparse.Namespace, 
 
 
 def record(table: str, args: argparse.Namespace, minutes: float) -> None:
+    config = tomllib.loads(args.config.read_text(encoding="utf-8"))
+    passages = args.passages or config.get("generate", {}).get("passages", 80)
     append_section(
         "Synthetic-only adaptation on SciFact",
         f"python benchmarks/synthetic_scifact.py{' --reference RUN --reference-cache CACHE' if args.reference else ''}"
+        f"{' --passages ' + str(args.passages) if args.passages else ''}"
         f"{' --seeds ' + ' '.join(map(str, args.seeds)) if args.seeds else ''}"
         f"{' --variants ' + ' '.join(repr(v) for v in args.variants) if set(args.variants) != set(VARIANTS) else ''}",
-        f"Data: {args.config.relative_to(ROOT)} (80 sampled SciFact passages, embedded SmolLM2-135M, no human label), "
+        f"Data: {args.config.relative_to(ROOT)} ({passages} sampled SciFact passages, embedded SmolLM2-135M, no human label), "
         f"evaluated on the full test split (300 queries, 5,183 documents). The min column is the time each variant "
         f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.",
         table,
