@@ -234,7 +234,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
     # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.
     _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=1, seed=0,
-                             max_documents=40)
+                             max_documents=40, distractors=nearest_documents(Encoder(show_progress=False), nfcorpus.documents))
     saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
     assert validation.score(saved) == pytest.approx(selection["score"], abs=1e-4)
     if selection["output"] == "base":
@@ -243,3 +243,25 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     training = json.loads((tmp_path / "m" / "training.json").read_text())
     assert training["selection"]["alpha"] == selection["alpha"]
     assert "Output: **" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_validation_searches_the_held_out_queries_nearest_documents_before_random_ones(tmp_path: Path) -> None:
+    """Above max_documents the haystack is the judged documents, then the base model's nearest, then a sample."""
+    from gradir.grading.judgments import Judgment
+    from gradir.retrieval.encoding import Encoder
+    from gradir.training.validation import hold_out, nearest_documents
+
+    collection = load_collection(TINY)
+    # one query per group, each judged only on its own document: "vitamin d" on d1, "statins" on d5
+    judgments = [Judgment("a", "does vitamin d help bones", "d1", 3, 1.0, "test", 3.0),
+                 Judgment("b", "statins cholesterol risk", "d5", 3, 1.0, "test", 3.0)]
+    encoder = Encoder(cache_dir=tmp_path, show_progress=False)
+    found = nearest_documents(encoder, collection.documents, per_query=2)
+    _, validation = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2, distractors=found)
+    (held, text), = validation.queries.items()
+    judged = set(validation.qrels[held])
+    nearest = [d for d in found({held: text}) if d not in judged]
+    assert len(nearest) == 1 and set(validation.documents) == judged | set(nearest)
+    # without distractors the same budget is filled at random (seeded): here with another document
+    _, plain = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2)
+    assert set(plain.queries) == {held} and judged < set(plain.documents) != set(validation.documents)

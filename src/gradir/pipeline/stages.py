@@ -8,12 +8,13 @@ with their upstream stages and the config settings that enter their fingerprint.
 from __future__ import annotations
 
 import json
+import os
 import random
-from collections import Counter
 import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -281,7 +282,7 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
     result = train(
         ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL), model=ctx.config.model.base or None,
         settings=train_settings(ctx.config), resume=resume, extra_documents=synthetic_documents(ctx),
-        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx),
+        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx), encoder=ctx.encoder(),
     )
     summary = result.summary()
     summary.pop("settings", None)
@@ -326,7 +327,10 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
         command[0] = sys.executable
     elif (beside := Path(sys.executable).parent / command[0]).is_file():
         command[0] = str(beside)  # torchrun / accelerate of this environment, even when it is not on PATH
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    environment = dict(os.environ)
+    if ctx.cache_dir is not None:
+        environment["GRADIR_CACHE_DIR"] = str(ctx.cache_dir)  # the child shares this run's caches
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=environment)
     if completed.returncode != 0:
         raise GradirError(f"training under '{settings.launcher}' failed with exit code {completed.returncode}")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
