@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +34,13 @@ class EmbeddingCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
         self._db.commit()
 
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached vectors among ``keys``."""
-        found: dict[bytes, np.ndarray] = {}
+    def iter_many(self, keys: Sequence[bytes]) -> Iterator[tuple[bytes, np.ndarray]]:
+        """(key, vector) for each cached key among ``keys``, read in chunks (no table of all of them is built)."""
         for start in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = list(keys[start : start + _LOOKUP_CHUNK])
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
-        return found
+            for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk):
+                yield key, np.frombuffer(blob, dtype=np.float32)
 
     def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store vectors in one transaction: all of them are cached, or none."""

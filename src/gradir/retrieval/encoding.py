@@ -116,30 +116,46 @@ class Encoder:
         return self.encode(texts, kind="document")
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in the order given."""
-        prompt = self.prompts[kind]
-        full_texts = [prompt + t for t in texts]
-        keys = [text_key(t) for t in full_texts]
-        unique: dict[bytes, str] = dict(zip(keys, full_texts))
-        vectors = self._cache.get_many(list(unique)) if self._cache is not None else {}
-        missing = [k for k in unique if k not in vectors]
-        self.cache_hits += len(unique) - len(missing)
-        if missing:
-            vectors.update(self._encode_missing(missing, unique, kind))
-        if not keys:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
-        return np.stack([vectors[k] for k in keys]).astype(np.float32, copy=False)
+        """Unit-length float32 vectors, one row per text, in the order given.
 
-    def _encode_missing(self, missing: list[bytes], texts: dict[bytes, str], kind: str) -> dict[bytes, np.ndarray]:
+        The rows are written into one array as they come from the cache or the model:
+        no table of per-text vectors and no stacked copy, so memory holds the result
+        plus one chunk. A text repeated in ``texts`` is looked up and encoded once.
+        """
+        prompt = self.prompts[kind]
+        first_row: dict[bytes, int] = {}
+        repeats: list[tuple[int, int]] = []  # (row, row of the text's first occurrence)
+        for row, text in enumerate(texts):
+            key = text_key(prompt + text)
+            if key in first_row:
+                repeats.append((row, first_row[key]))
+            else:
+                first_row[key] = row
+        result = _Rows(len(texts))
+        if self._cache is not None:
+            for key, vector in self._cache.iter_many(list(first_row)):
+                result.put(first_row[key], vector)
+        missing = [key for key, row in first_row.items() if not result.has(row)]
+        self.cache_hits += len(first_row) - len(missing)
+        if missing:
+            self._encode_missing(missing, lambda key: prompt + texts[first_row[key]], kind,
+                                 lambda key, vector: result.put(first_row[key], vector))
+        if not texts:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        for row, source in repeats:
+            result.array[row] = result.array[source]
+        return result.array
+
+    def _encode_missing(self, missing: list[bytes], text_of, kind: str, store) -> None:
+        """Encode the texts of ``missing`` keys in chunks, caching each chunk and handing each vector to ``store``."""
         # Longest first, so each chunk's batches hold texts of similar length.
-        missing = sorted(missing, key=lambda k: len(texts[k]), reverse=True)
-        found: dict[bytes, np.ndarray] = {}
+        missing = sorted(missing, key=lambda k: len(text_of(k)), reverse=True)
         with progress() as bar:
             task = bar.add_task("encoding " + ("queries" if kind == "query" else f"{kind}s"), total=len(missing), visible=self.show_progress)
             for start in range(0, len(missing), _CHUNK):
                 chunk = missing[start : start + _CHUNK]
                 embeddings = self.model.encode(
-                    [texts[k] for k in chunk],
+                    [text_of(k) for k in chunk],
                     batch_size=self.batch_size,
                     convert_to_numpy=True,
                     normalize_embeddings=True,
@@ -147,7 +163,25 @@ class Encoder:
                 ).astype(np.float32, copy=False)
                 if self._cache is not None:
                     self._cache.put_many(chunk, embeddings)
-                found.update(zip(chunk, embeddings))
+                for key, vector in zip(chunk, embeddings):
+                    store(key, vector)
                 self.encoded_count += len(chunk)
                 bar.advance(task, len(chunk))
-        return found
+
+
+class _Rows:
+    """A float32 array of ``count`` rows, allocated when the first vector tells its width."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.array = np.zeros((0, 0), dtype=np.float32)
+        self._filled = np.zeros(count, dtype=bool)
+
+    def put(self, row: int, vector: np.ndarray) -> None:
+        if self.array.shape[0] != self.count:
+            self.array = np.empty((self.count, vector.shape[0]), dtype=np.float32)
+        self.array[row] = vector
+        self._filled[row] = True
+
+    def has(self, row: int) -> bool:
+        return bool(self._filled[row])
