@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
@@ -31,10 +32,9 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert list(stages) == list(STAGE_NAMES)
     assert all(stage["status"] == "ran" for stage in stages.values())
     run = root / "run"
-    generated = [json.loads(line) for line in (run / "queries.jsonl").read_text().splitlines()]
-    kept = [json.loads(line) for line in (run / "queries.kept.jsonl").read_text().splitlines()]
-    judgments = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
-    pairs = [json.loads(line) for line in (run / "pairs.jsonl").read_text().splitlines()]
+    # stage outputs are Parquet tables that pyarrow (and so pandas and `datasets`) reads as they are
+    generated, kept, judgments, pairs = (pq.read_table(run / name).to_pylist() for name in
+                                         ("queries.parquet", "queries.kept.parquet", "judgments.parquet", "pairs.parquet"))
     assert stages["generate"]["summary"]["written"] == len(generated) > 0
     assert {q["query_id"] for q in kept} <= {q["query_id"] for q in generated}
     assert {(j["query_id"], j["doc_id"]) for j in judgments} == {(p["query_id"], p["doc_id"]) for p in pairs}

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli, small_pipeline_config
@@ -61,11 +62,14 @@ def _start_run(config: Path, out: Path) -> subprocess.Popen:
 
 
 def _assert_no_partial_files(run: Path) -> None:
-    """Files under their final names are complete: every JSONL line parses; temporaries are hidden."""
+    """Files under their final names are complete: every JSONL line and Parquet table parses; temporaries are hidden."""
     for path in run.rglob("*.jsonl"):
         if not path.name.startswith("."):
             for line in path.read_text(encoding="utf-8").splitlines():
                 json.loads(line)
+    for path in run.rglob("*.parquet"):
+        if not path.name.startswith("."):
+            pq.read_table(path)
     json.loads((run / "state.json").read_text())
 
 
@@ -78,7 +82,7 @@ def _grading_has_cached(run: Path, cache: Path, calls: int, seen: dict[str, int]
 
 
 def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return pq.read_table(path).to_pylist()
 
 
 @pytest.mark.timeout(1800)
@@ -119,7 +123,7 @@ def test_sigkill_during_generation_grading_and_training_then_resume_equals_an_un
     assert grade["llm_calls"] + grade["cache_hits"] == grade["pairs"]
 
     # Same records as the uninterrupted run with the same seed: none lost, none repeated.
-    for name in ("passages.jsonl", "queries.jsonl", "queries.kept.jsonl", "pairs.jsonl", "judgments.jsonl"):
+    for name in ("passages.parquet", "queries.parquet", "queries.kept.parquet", "pairs.parquet", "judgments.parquet"):
         mine, theirs = _records(run / name), _records(root / "run" / name)
         assert mine == theirs, name
         keys = [json.dumps(r, sort_keys=True) for r in mine]

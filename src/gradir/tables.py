@@ -28,7 +28,12 @@ def write_table(path: Path | str, rows: Sequence[dict[str, Any]]) -> None:
         raise GradirError(f"{path}: unsupported output type '{suffix}' (use .parquet or .jsonl)")
 
 
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read back a JSONL table gradir wrote itself (a run directory's files), one dict a line."""
+def read_table(path: Path | str) -> list[dict[str, Any]]:
+    """Read back a table gradir wrote itself (a run directory's files): Parquet or JSONL, one dict a row."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]

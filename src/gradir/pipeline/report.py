@@ -38,7 +38,7 @@ from gradir.pipeline.files import (
     TUNED_PER_QUERY,
 )
 from gradir.pipeline.rundir import RunDirectory
-from gradir.tables import read_jsonl
+from gradir.tables import read_table
 
 SAMPLE_QUERIES = 40
 SECTIONS = ("summary", "metrics", "per-query", "grades", "training", "query-types", "llm", "samples")
@@ -103,8 +103,8 @@ def loss_plot(log: list[dict]) -> str:
 
 
 def _query_types(run: Path, judgments: list[dict], threshold: int) -> list[dict[str, Any]]:
-    generated = Counter(q["type"] for q in read_jsonl(run / QUERIES))
-    kept_rows = read_jsonl(run / KEPT)
+    generated = Counter(q["type"] for q in read_table(run / QUERIES))
+    kept_rows = read_table(run / KEPT)
     kept = Counter(q["type"] for q in kept_rows)
     type_of = {q["query_id"]: q["type"] for q in kept_rows}
     positives = Counter(type_of.get(j["query_id"], "?") for j in judgments if j["grade"] >= threshold)
@@ -118,7 +118,7 @@ def _query_types(run: Path, judgments: list[dict], threshold: int) -> list[dict[
 
 
 def _samples(run: Path, collection: Collection, judgments: list[dict], seed: int) -> list[dict[str, Any]]:
-    queries = read_jsonl(run / KEPT)
+    queries = read_table(run / KEPT)
     chosen = random.Random(seed).sample(queries, min(SAMPLE_QUERIES, len(queries)))
     by_query: dict[str, list[dict]] = defaultdict(list)
     for j in judgments:
@@ -141,11 +141,11 @@ def collect(root: Path, collection: Collection, config: PipelineConfig) -> dict[
     state = RunDirectory(root).state()
     comparison = json.loads((root / COMPARISON).read_text(encoding="utf-8"))
     base, tuned = _per_query(root / BASE_PER_QUERY), _per_query(root / TUNED_PER_QUERY)
-    judgments = read_jsonl(root / JUDGMENTS)
-    training_log = [e for e in read_jsonl(root / MODEL / TRAINING_LOG) if "loss" in e]
+    judgments = read_table(root / JUDGMENTS)
+    training_log = [e for e in read_table(root / MODEL / TRAINING_LOG) if "loss" in e]
     training = json.loads((root / MODEL / TRAINING_SUMMARY).read_text(encoding="utf-8"))
     by_source: dict[str, Counter] = {"source passages": Counter(), "mined candidates": Counter(), "synthetic documents": Counter()}
-    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in read_jsonl(root / PAIRS)}
+    pairs = {(p["query_id"], p["doc_id"]): p["is_source"] for p in read_table(root / PAIRS)}
     for j in judgments:
         key = (j["query_id"], j["doc_id"])
         kind = "synthetic documents" if key not in pairs else "source passages" if pairs[key] else "mined candidates"

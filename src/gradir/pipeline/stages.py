@@ -42,7 +42,7 @@ from gradir.pipeline.files import (
     TRAIN_QUERY_GROUPS,
     TRAIN_SETTINGS,
 )
-from gradir.tables import read_jsonl
+from gradir.tables import read_table
 
 
 @dataclass
@@ -127,7 +127,7 @@ def generate_queries(ctx: Context) -> dict[str, Any]:
     from gradir.synth.records import as_rows
 
     settings = ctx.config.generate
-    passage_ids = [row["doc_id"] for row in read_jsonl(ctx.path(PASSAGES))]
+    passage_ids = [row["doc_id"] for row in read_table(ctx.path(PASSAGES))]
     mark = ctx.client().usage_mark()
     queries, rejected, failures, unfilled, shortened = [], Counter(), Counter(), 0, 0
     for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
@@ -220,7 +220,7 @@ def synthetic_documents(ctx: Context) -> dict[str, Document]:
     documents: dict[str, Document] = {}
     for name in (DOCUMENTS, BALANCE_DOCUMENTS):
         if ctx.path(name).is_file():
-            for row in read_jsonl(ctx.path(name)):
+            for row in read_table(ctx.path(name)):
                 documents[row["doc_id"]] = Document(row["doc_id"], row["text"])
     return documents
 
@@ -240,7 +240,7 @@ def grade(ctx: Context) -> dict[str, Any]:
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
         return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
     pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"))
-             for r in read_jsonl(ctx.path(PAIRS))]
+             for r in read_table(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
     client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
