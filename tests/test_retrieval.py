@@ -61,3 +61,12 @@ def test_every_retriever_finds_the_judged_documents(tmp_path) -> None:
         run = search(collection.documents, queries, retriever, encoder=encoder, top_k=3)
         assert next(iter(run["q1"])) == "d1", retriever
         assert next(iter(run["q3"])) == "d5", retriever
+    # the dense index was built once: searching again reads only the queries' vectors
+    looked_up = encoder.encoded_count + encoder.cache_hits
+    assert looked_up == len(collection.documents) + 2 * len(queries)  # documents once; queries by dense and hybrid
+    index = encoder.document_index(collection.documents)
+    search(collection.documents, queries, "dense", encoder=encoder, top_k=3)
+    assert encoder.document_index(collection.documents) is index
+    assert encoder.encoded_count + encoder.cache_hits == looked_up + len(queries)
+    fewer = dict(list(collection.documents.items())[:3])
+    assert encoder.document_index(fewer) is not index and len(encoder.document_index(fewer).doc_ids) == 3

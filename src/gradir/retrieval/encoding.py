@@ -13,17 +13,19 @@ int8 vector is not an fp32 vector.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradir.console import progress
 from gradir.cache_dir import default_cache_dir
-from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
+from gradir.collections.records import Document
+from gradir.console import progress
 from gradir.models import model_fingerprint, resolve_model_path
+from gradir.retrieval.dense import EXACT, ApproximateSearch, DenseIndex
+from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ class Encoder:
         self.encoded_count = 0
         self.cache_hits = 0
         self._cache: EmbeddingCache | None = None
+        self._index: tuple[tuple[bytes, ApproximateSearch], DenseIndex] | None = None
         directory = default_cache_dir() if cache_dir in (None, True, False) else Path(cache_dir)
         self.exports_dir = Path(exports_dir) if exports_dir is not None else directory
         if cache_dir is not False:
@@ -114,6 +117,23 @@ class Encoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, kind="document")
+
+    def document_index(self, documents: Mapping[str, Document], approximate: ApproximateSearch = EXACT) -> DenseIndex:
+        """The dense index of ``documents`` under this encoder, built once and reused.
+
+        A pipeline run searches one collection with one encoder in several stages (the
+        round-trip filter, mining, the grader check, the base evaluation): the index is
+        built the first time and kept while the same document ids are searched with the
+        same index settings, so the corpus' vectors are neither read from the cache nor
+        copied into FAISS again. The encoder holds one index at a time.
+        """
+        doc_ids = list(documents)
+        key = (hashlib.blake2b("\n".join(doc_ids).encode(), digest_size=16).digest(), approximate)
+        if self._index is None or self._index[0] != key:
+            self._index = None  # the previous index's memory goes before the next one is built
+            vectors = self.encode_documents([documents[d].full_text for d in doc_ids])
+            self._index = (key, DenseIndex(doc_ids, vectors, approximate))
+        return self._index[1]
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given.

@@ -8,7 +8,7 @@ from typing import Literal
 from gradir.collections.records import Document, Query
 from gradir.errors import GradirError
 from gradir.retrieval.bm25 import BM25Index
-from gradir.retrieval.dense import EXACT, ApproximateSearch, DenseIndex
+from gradir.retrieval.dense import EXACT, ApproximateSearch
 from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.fusion import reciprocal_rank_fusion
 from gradir.retrieval.run import Run
@@ -38,9 +38,8 @@ def search(
     runs: list[Run] = []
     if retriever in ("dense", "hybrid"):
         encoder = encoder or Encoder()
-        doc_vectors = encoder.encode_documents([documents[d].full_text for d in doc_ids])
-        query_vectors = encoder.encode_queries(query_texts)
-        runs.append(DenseIndex(doc_ids, doc_vectors, approximate).search(query_ids, query_vectors, top_k))
+        index = encoder.document_index(documents, approximate)
+        runs.append(index.search(query_ids, encoder.encode_queries(query_texts), top_k))
     if retriever in ("bm25", "hybrid"):
         index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
         runs.append(index.search(query_ids, query_texts, top_k))
