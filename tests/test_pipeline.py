@@ -103,6 +103,13 @@ def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report
     plan = {row["stage"]: row for row in json.loads(dry.stdout)["plan"]["stages"]}
     assert plan["generate"]["done"] and plan["grade"]["done"] and not plan["train"]["done"]
     assert json.loads(dry.stdout)["plan"]["llm_calls"] == 0 and "Scale with generate.passages" in dry.stderr
+    # A new run over the same collection and cache: the corpus' vectors are cached, so encoding them is free.
+    fresh = run_cli("run", config, "--out", run.parent / "fresh", "--dry-run", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    planned = {row["stage"]: row for row in json.loads(fresh.stdout)["plan"]["stages"]}
+    corpus = int(planned["evaluate"]["work"].split("; ")[1].split()[0])
+    assert planned["filter"]["work"].endswith(f"{corpus} passages encoded ({corpus} cached)")
+    assert planned["filter"]["seconds"] == 0 and not (run.parent / "fresh" / "state.json").exists()
     rerun = run_cli("run", changed, "--out", run, "--json")
     assert rerun.returncode == 0, rerun.stderr
     ran = {name for name, s in json.loads(rerun.stdout)["stages"].items() if s["status"] == "ran"}

@@ -92,8 +92,14 @@ def measure_timings(context: Any, sample: list[str], done: set[str]) -> Timings:
     return Timings(query_seconds, pair_seconds, (time.perf_counter() - start) / len(sample), requests)
 
 
-def plan_run(config: PipelineConfig, corpus_size: int, eval_queries: int, done: set[str], timings: Timings) -> list[StagePlan]:
-    """Per stage: the work the config implies, its LLM calls and its estimated seconds."""
+def plan_run(
+    config: PipelineConfig, corpus_size: int, eval_queries: int, done: set[str], timings: Timings, cached_passages: int = 0
+) -> list[StagePlan]:
+    """Per stage: the work the config implies, its LLM calls and its estimated seconds.
+
+    ``cached_passages``: corpus passages whose base-model vectors are already in the
+    embedding cache; the filter (or mining) does not encode them again.
+    """
     generate, grade, train = config.generate, config.grade, config.train
     passages = min(generate.passages, corpus_size)
     types = generate.types_per_passage or len(generate.types)
@@ -108,15 +114,17 @@ def plan_run(config: PipelineConfig, corpus_size: int, eval_queries: int, done: 
         steps = min(steps, train.max_steps)
     step_texts = train.batch_size * (1 + train.list_size)
     encode_corpus = corpus_size * timings.passage
+    encode_uncached = (corpus_size - cached_passages) * timings.passage
+    encoded = f"{corpus_size} passages encoded" + (f" ({cached_passages} cached)" if cached_passages else "")
     rows = [
         ("sample", f"{passages} passages", 0, 0.0),
         ("generate", f"{slots} query slots", math.ceil(slots * CALLS_PER_QUERY), slots * CALLS_PER_QUERY * timings.query),
-        ("filter", f"~{kept} of {slots} queries kept; {corpus_size} passages encoded" if config.filter.enabled
-         else "off", 0, encode_corpus if config.filter.enabled else 0.0),
+        ("filter", f"~{kept} of {slots} queries kept; {encoded}" if config.filter.enabled
+         else "off", 0, encode_uncached if config.filter.enabled else 0.0),
         ("documents", f"{written_documents} documents" if written_documents else "off", written_documents,
          written_documents * timings.query),
-        ("mine", f"top {config.mine.top_k} for ~{kept} queries", 0,
-         0.0 if config.filter.enabled else encode_corpus),
+        ("mine", f"top {config.mine.top_k} for ~{kept} queries" + ("" if config.filter.enabled else f"; {encoded}"), 0,
+         0.0 if config.filter.enabled else encode_uncached),
         ("grade", f"~{pairs} pairs ({grade.grader})" + (f" + {check_pairs} check pairs" if check_pairs else ""),
          pairs + check_pairs if llm_grades else 0, (pairs + check_pairs) * timings.pair),
         ("train", f"~{steps} steps of {train.batch_size} queries × {1 + train.list_size} texts", 0,

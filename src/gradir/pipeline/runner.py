@@ -229,7 +229,10 @@ def _show_plan(context: Context, run: RunDirectory) -> dict[str, Any]:
     done = {s.name for s in stage_statuses(run, config) if s.status == "done"}
     sample = [d.full_text for d in list(collection.documents.values())[:16]]
     timings = measure_timings(context, sample, done)
-    plan = plan_run(config, len(collection.documents), len(collection.split_queries(config.eval.split)), done, timings)
+    cached = 0 if {"filter", "mine"} <= done else context.encoder().cached_count(
+        [d.full_text for d in collection.documents.values()])
+    plan = plan_run(config, len(collection.documents), len(collection.split_queries(config.eval.split)), done, timings,
+                    cached_passages=cached)
     print_plan(plan, timings, config.llm.backend)
     return {"stages": [row.as_dict() for row in plan], "timings": timings.as_dict(),
             "llm_calls": sum(row.llm_calls for row in plan), "seconds": round(sum(row.seconds for row in plan), 1)}

@@ -135,6 +135,13 @@ class Encoder:
             self._index = (key, DenseIndex(doc_ids, vectors, approximate))
         return self._index[1]
 
+    def cached_count(self, texts: Sequence[str], kind: str = "document") -> int:
+        """How many distinct ``texts`` already have a vector in the embedding cache (nothing is encoded)."""
+        if self._cache is None:
+            return 0
+        keys = list(dict.fromkeys(text_key(self.prompts[kind] + t) for t in texts))
+        return sum(1 for _ in self._cache.iter_many(keys))
+
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given.
 
