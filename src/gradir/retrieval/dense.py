@@ -65,7 +65,6 @@ def build_faiss_index(vectors: np.ndarray, settings: ApproximateSearch = EXACT) 
         lists = settings.lists_for(len(vectors))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
-        index.nprobe = min(settings.nprobe, lists)
     else:
         index = faiss.IndexFlatIP(dim)
     index.add(vectors)
@@ -76,7 +75,9 @@ class DenseIndex:
     """An inner-product index over unit-length document vectors.
 
     FAISS searches queries in blocks, so memory stays bounded by the index itself plus
-    one block of scores, and search uses every core.
+    one block of scores, and search uses every core. The search-time parameters
+    (``ef_search``, ``nprobe``) are read from ``settings`` at each search, so one built
+    index can be searched at several.
     """
 
     def __init__(self, doc_ids: Sequence[str], doc_vectors: np.ndarray, approximate: ApproximateSearch = EXACT):
@@ -91,6 +92,8 @@ class DenseIndex:
         k = min(top_k, len(self.doc_ids))
         if self.settings.kind == "hnsw":
             self.index.hnsw.efSearch = max(self.settings.ef_search, k)
+        elif self.settings.kind == "ivf":
+            self.index.nprobe = min(self.settings.nprobe, self.index.nlist)
         vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)
         run: Run = {}
         for start in range(0, len(query_ids), _QUERY_BATCH):
