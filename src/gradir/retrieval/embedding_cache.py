@@ -42,6 +42,15 @@ class EmbeddingCache:
             for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk):
                 yield key, np.frombuffer(blob, dtype=np.float32)
 
+    def count_cached(self, keys: Sequence[bytes]) -> int:
+        """How many of ``keys`` have a vector (their vectors are not read)."""
+        total = 0
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = list(keys[start : start + _LOOKUP_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            total += self._db.execute(f"SELECT COUNT(*) FROM vectors WHERE key IN ({marks})", chunk).fetchone()[0]
+        return total
+
     def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store vectors in one transaction: all of them are cached, or none."""
         rows = [(key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for key, vec in zip(keys, vectors)]

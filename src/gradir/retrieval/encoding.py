@@ -140,7 +140,7 @@ class Encoder:
         if self._cache is None:
             return 0
         keys = list(dict.fromkeys(text_key(self.prompts[kind] + t) for t in texts))
-        return sum(1 for _ in self._cache.iter_many(keys))
+        return self._cache.count_cached(keys)
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given.
