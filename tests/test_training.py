@@ -211,7 +211,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     from gradir.grading.judgments import judgments_from_qrels as from_qrels
     from gradir.models import default_model_path
     from gradir.training import TrainSettings, train
-    from gradir.training.validation import hold_out
+    from gradir.training.validation import hold_out, lexical_neighbours
 
     nfcorpus = load_collection(shared_collection("nfcorpus"))
     # 24 dev queries with their 3 best-graded documents each (grades 1-2): small enough to score often.
@@ -234,7 +234,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
     # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.
     _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=1, seed=0,
-                             max_documents=40, distractors=nearest_documents(Encoder(show_progress=False), nfcorpus.documents))
+                             max_documents=40, distractors=lexical_neighbours(nfcorpus.documents))
     saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
     assert validation.score(saved) == pytest.approx(selection["score"], abs=1e-4)
     if selection["output"] == "base":
@@ -245,18 +245,16 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert "Output: **" in (tmp_path / "m" / "README.md").read_text()
 
 
-def test_validation_searches_the_held_out_queries_nearest_documents_before_random_ones(tmp_path: Path) -> None:
-    """Above max_documents the haystack is the judged documents, then the base model's nearest, then a sample."""
+def test_validation_searches_the_held_out_queries_bm25_neighbours_before_random_ones(tmp_path: Path) -> None:
+    """Above max_documents the haystack is the judged documents, then BM25's nearest, then a sample."""
     from gradir.grading.judgments import Judgment
-    from gradir.retrieval.encoding import Encoder
-    from gradir.training.validation import hold_out, nearest_documents
+    from gradir.training.validation import hold_out, lexical_neighbours
 
     collection = load_collection(TINY)
     # one query per group, each judged only on its own document: "vitamin d" on d1, "statins" on d5
     judgments = [Judgment("a", "does vitamin d help bones", "d1", 3, 1.0, "test", 3.0),
                  Judgment("b", "statins cholesterol risk", "d5", 3, 1.0, "test", 3.0)]
-    encoder = Encoder(cache_dir=tmp_path, show_progress=False)
-    found = nearest_documents(encoder, collection.documents, per_query=2)
+    found = lexical_neighbours(collection.documents, per_query=2)
     _, validation = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2, distractors=found)
     (held, text), = validation.queries.items()
     judged = set(validation.qrels[held])

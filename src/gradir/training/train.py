@@ -43,7 +43,7 @@ from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, choose, snapshot
-from gradir.training.validation import hold_out, nearest_documents
+from gradir.training.validation import hold_out, lexical_neighbours
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_LOSS_LEARNING_RATE,
@@ -278,7 +278,6 @@ def train(
     loss_options: dict[str, Any] | None = None,
     extra_documents: Mapping[str, Document] | None = None,
     query_groups: Mapping[str, str] | None = None,
-    encoder: Encoder | None = None,
 ) -> TrainResult:
     """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
 
@@ -286,9 +285,6 @@ def train(
     (synthetic documents written for a level or for balancing the grades).
     ``query_groups`` maps a query to the group it is held out with (a synthetic query's
     source passage), so that no passage is on both sides of the validation split.
-    ``encoder`` encodes with the base model to find the validation queries' nearest
-    documents (:func:`gradir.training.validation.nearest_documents`); the pipeline passes
-    its own, which shares the run's embedding cache. None: one over the default cache.
     """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
@@ -308,7 +304,7 @@ def train(
     judgments, validation = hold_out(
         judgments, documents, share=settings.validation_share, groups=query_groups,
         threshold=settings.threshold, seed=settings.seed, max_documents=settings.validation_documents,
-        distractors=nearest_documents(encoder or Encoder(base_path, show_progress=False), documents),
+        distractors=lexical_neighbours(documents),
     )
     training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)

@@ -8,14 +8,19 @@ from, else by query) so that no group is on both sides, and scores a model on th
     documents as graded qrels (the teacher's grades 0–3 as gains).
 
 The validation corpus is the whole corpus, or, above ``max_documents``: every document
-judged for a held-out query, the base model's top 10 of each held-out query (the
-documents a change of model can move above or below the judged ones; see
-:func:`nearest_documents`), and a seeded sample of the others up to ``max_documents``.
-Scoring a model then stays cheap next to training, and the figure is close to the whole
-corpus' where it matters: among random documents alone, a held-out query's source
-passage sits at rank 1 for the base and every tuned model alike (a run of 80 SciFact
-passages scored base, both epochs and every interpolation at exactly 0.8603), so the
-selection could never tell them apart. Its use is to compare models, not to report.
+judged for a held-out query, BM25's top 10 of each held-out query (hard distractors; see
+:func:`lexical_neighbours`), and a seeded sample of the others up to ``max_documents``.
+Scoring a model then stays cheap next to training. Why distractors: among random
+documents alone, a held-out query's source passage sits at rank 1 for the base and
+every tuned model alike (a run of 80 SciFact passages scored base, both epochs and every
+interpolation at exactly 0.8603), so the selection could never tell them apart. Why
+BM25's and not a compared model's: the distractors must not come from one of the models
+being compared. Pooled from the base model's own top 10, the set held exactly the
+documents that fool the base and only some of those that fool a tuned model, so any
+change of model looked better — a model wrecked by a learning rate of 0.3 scored 0.128
+against the base's 0.091. BM25 is independent of every model compared (the pooling
+argument of TREC: judge what an outside system retrieves). Its use is to compare models,
+not to report.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradir.collections.records import Document, Query
+from gradir.collections.records import Document
 from gradir.evaluation.metrics import score_run
 from gradir.grading.judgments import Judgment
+from gradir.retrieval.bm25 import BM25Index
 from gradir.retrieval.dense import DenseIndex
 from gradir.retrieval.run import top_ranked
 from gradir.training_defaults import DEFAULT_VALIDATION_DOCUMENTS, DEFAULT_VALIDATION_SHARE
@@ -72,17 +78,17 @@ class ValidationSet:
         return score_run(self.qrels, run)[0]["ndcg@10"]
 
 
-def nearest_documents(encoder, documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY) -> Distractors:
-    """A function of the held-out queries (id -> text): the base model's top ``per_query`` documents of each, best ranks first.
+def lexical_neighbours(documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY) -> Distractors:
+    """A function of the held-out queries (id -> text): BM25's top ``per_query`` documents of each, best ranks first.
 
-    ``encoder`` is a :class:`gradir.retrieval.encoding.Encoder` of the base model; with
-    the run's embedding cache the corpus is not encoded again.
+    The BM25 index is built on the first call only, and only when a validation set
+    needs distractors (the corpus is above ``max_documents``).
     """
-    from gradir.retrieval.search import search
 
     def find(queries: Mapping[str, str]) -> list[str]:
-        run = search(documents, {q: Query(q, text) for q, text in queries.items()}, "dense", encoder=encoder,
-                     top_k=per_query)
+        doc_ids = list(documents)
+        index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
+        run = index.search(list(queries), list(queries.values()), per_query)
         ranked = [[did for did, _ in top_ranked(run.get(q, {}))] for q in queries]
         by_rank = [r[rank] for rank in range(per_query) for r in ranked if rank < len(r)]
         return list(dict.fromkeys(by_rank))
@@ -107,7 +113,7 @@ def hold_out(
     without one form a group of their own. Only queries with a judged document of grade
     ``threshold`` or more can be held out (the others cannot score). None when fewer than
     two groups qualify (nothing would be left to train on or to validate with).
-    ``distractors`` (e.g. :func:`nearest_documents`) names the documents searched beside
+    ``distractors`` (e.g. :func:`lexical_neighbours`) names the documents searched beside
     the judged ones, before the random sample, when the corpus is above ``max_documents``.
     """
     by_query: dict[str, list[Judgment]] = defaultdict(list)
