@@ -186,7 +186,17 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
     result = run_cli("train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", tmp_path / "m",
                      "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["settings"]["mini_batch_size"] == 2
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["mini_batch_size"] == 2
+    # One settings model: options left out take the [train] section's defaults, as `gradir run` does.
+    from dataclasses import asdict
+
+    from gradir.pipeline.config import TrainSection
+
+    expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1).trainer_settings(0))
+    for resolved in ("threshold", "alphas"):  # the threshold is resolved from the judgments; JSON has no tuples
+        expected.pop(resolved), settings.pop(resolved)
+    assert settings == expected
 
 
 def test_a_training_set_smaller_than_the_batch_trains_and_an_empty_one_is_a_clear_error(tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ from gradir.cli.common import (
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
 from gradir.errors import GradirError
-from gradir.training_defaults import (
-    DEFAULT_LOSS_LEARNING_RATE,
-    DEFAULT_THRESHOLD,
-    DEFAULT_VALIDATION_DOCUMENTS,
-    DEFAULT_VALIDATION_SHARE,
-)
+from gradir.pipeline.config import TrainSection
+from gradir.training_defaults import DEFAULT_THRESHOLD
+
+
+def _default(name: str):
+    """The ``[train]`` section's default: ``gradir train`` and ``gradir run`` train alike unless told otherwise."""
+    return TrainSection.model_fields[name].default
 
 
 JudgmentsOpt = Annotated[Path, typer.Option("--judgments", "-j", help="Judgments table (.parquet or .jsonl).")]
@@ -70,20 +71,20 @@ def train_command(
     loss: Annotated[str, typer.Option("--loss", help="infonce, bixse, wasserstein, listwise_kl or margin_mse.")],
     out: TrainOutOpt,
     model: BaseModelOpt = None,
-    epochs: EpochsOpt = 1.0,
-    max_steps: MaxStepsOpt = -1,
-    batch_size: BatchOpt = 32,
-    lr: LrOpt = 2e-5,
-    list_size: ListSizeOpt = 4,
-    threshold: ThresholdOpt = DEFAULT_THRESHOLD,
+    epochs: EpochsOpt = _default("epochs"),
+    max_steps: MaxStepsOpt = _default("max_steps"),
+    batch_size: BatchOpt = _default("batch_size"),
+    lr: LrOpt = _default("learning_rate"),
+    list_size: ListSizeOpt = _default("list_size"),
+    threshold: ThresholdOpt = _default("threshold"),
     mini_batch_size: Annotated[Optional[int], typer.Option("--mini-batch-size", min=1, help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory.")] = None,
-    save_steps: Annotated[int, typer.Option("--save-steps", min=1, help="Checkpoint every this many steps.")] = 50,
+    save_steps: Annotated[int, typer.Option("--save-steps", min=1, help="Checkpoint every this many steps.")] = _default("save_steps"),
     max_seq_length: Annotated[Optional[int], typer.Option("--max-seq-length", min=1, help="Token limit while training (the saved model keeps its own).")] = None,
     dev_split: Annotated[Optional[str], typer.Option("--dev-split", help="Evaluate the trained model on this split.")] = None,
     loss_option: Annotated[Optional[list[str]], typer.Option("--loss-option", help="KEY=VALUE passed to the loss, e.g. form=emd for wasserstein (repeatable).")] = None,
-    loss_lr: Annotated[float, typer.Option("--loss-lr", min=0.0, help="Learning rate of the loss's own parameters (BiXSE scale and bias).")] = DEFAULT_LOSS_LEARNING_RATE,
-    validation_share: Annotated[float, typer.Option("--validation-share", min=0.0, max=0.9, help="Share of the query groups held out to choose among base, epochs and interpolations (0: none).")] = DEFAULT_VALIDATION_SHARE,
-    validation_documents: Annotated[int, typer.Option("--validation-documents", min=10, help="Documents the validation queries search (all judged ones included).")] = DEFAULT_VALIDATION_DOCUMENTS,
+    loss_lr: Annotated[float, typer.Option("--loss-lr", min=0.0, help="Learning rate of the loss's own parameters (BiXSE scale and bias).")] = _default("loss_learning_rate"),
+    validation_share: Annotated[float, typer.Option("--validation-share", min=0.0, max=0.9, help="Share of the query groups held out to choose among base, epochs and interpolations (0: none).")] = _default("validation_share"),
+    validation_documents: Annotated[int, typer.Option("--validation-documents", min=10, help="Documents the validation queries search (all judged ones included).")] = _default("validation_documents"),
     query_groups: Annotated[Optional[Path], typer.Option("--query-groups", help="JSON object: query id -> group (e.g. source passage); a group is held out whole.")] = None,
     documents: Annotated[Optional[Path], typer.Option("--documents", help="Synthetic documents the judgments name besides the corpus (a corpus-format file).")] = None,
     seed: SeedOpt = 0,
@@ -103,12 +104,12 @@ def train_command(
     if settings_file is not None:
         settings = TrainSettings.read(settings_file)
     else:
-        settings = TrainSettings(
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=lr, list_size=list_size,
-            threshold=threshold, seed=seed, mini_batch_size=mini_batch_size, save_steps=save_steps,
-            max_seq_length=max_seq_length, loss_learning_rate=loss_lr, validation_share=validation_share,
+        settings = _section(
+            loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=lr,
+            list_size=list_size, threshold=threshold, mini_batch_size=mini_batch_size or 0, save_steps=save_steps,
+            max_seq_length=max_seq_length or 0, loss_learning_rate=loss_lr, validation_share=validation_share,
             validation_documents=validation_documents,
-        )
+        ).trainer_settings(seed)
     extra = None
     if documents is not None:
         from gradir.collections import load_corpus
@@ -119,6 +120,17 @@ def train_command(
                    extra_documents=extra, loss_options=parse_loss_options(loss_option or []),
                    query_groups=_read_query_groups(query_groups) if query_groups else None)
     _finish_training(result, loaded.log.summary(), as_json)
+
+
+def _section(**values) -> TrainSection:
+    """The options as the ``[train]`` section, validated by the same rules as a config file."""
+    from pydantic import ValidationError
+
+    try:
+        return TrainSection(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise GradirError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
 
 @app.command("train-reranker")

@@ -200,6 +200,21 @@ class TrainSection(Section):
     save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")
     launcher: str = Field("", description="empty: train in this process; or e.g. \"torchrun --nproc_per_node=2\"")
 
+    def trainer_settings(self, seed: int):
+        """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
+
+        ``gradir run`` and ``gradir train`` both build their settings here.
+        """
+        from gradir.training import TrainSettings
+
+        return TrainSettings(
+            epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, list_size=self.list_size, threshold=self.threshold, seed=seed,
+            mini_batch_size=self.mini_batch_size or None, save_steps=self.save_steps,
+            max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
+            validation_share=self.validation_share, validation_documents=self.validation_documents,
+        )
+
 
 class EvalSection(Section):
     """Base against tuned on the collection's judged split."""

@@ -290,17 +290,8 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
 
 
 def train_settings(config: PipelineConfig):
-    """The ``[train]`` section as the trainer takes it (the one place the two meet)."""
-    from gradir.training import TrainSettings
-
-    section = config.train
-    return TrainSettings(
-        epochs=section.epochs, max_steps=section.max_steps, batch_size=section.batch_size,
-        learning_rate=section.learning_rate, list_size=section.list_size, threshold=section.threshold,
-        seed=config.run.seed, mini_batch_size=section.mini_batch_size or None, save_steps=section.save_steps,
-        max_seq_length=section.max_seq_length or None, loss_learning_rate=section.loss_learning_rate,
-        validation_share=section.validation_share, validation_documents=section.validation_documents,
-    )
+    """The ``[train]`` section as the trainer takes it, with the run's seed."""
+    return config.train.trainer_settings(config.run.seed)
 
 
 def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
