@@ -86,7 +86,7 @@ def test_queries() -> list[str]:
 def static_encoder():
     """all-MiniLM-L6-v2's input token embeddings as a bag-of-tokens sentence encoder."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import StaticEmbedding
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from tokenizers import Tokenizer
 
     path = resolve_model_path(None)
