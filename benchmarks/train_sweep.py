@@ -32,15 +32,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradir.atomic import write_text_atomic  # noqa: E402
 from gradir.collections.loader import load_collection  # noqa: E402
-from gradir.collections.records import Document  # noqa: E402
 from gradir.evaluation import evaluate  # noqa: E402
 from gradir.evaluation.compare import compare_per_query  # noqa: E402
 from gradir.pipeline.config import load_config  # noqa: E402
-from gradir.pipeline.files import BALANCE_DOCUMENTS, DOCUMENTS, JUDGMENTS, KEPT  # noqa: E402
-from gradir.pipeline.stages import train_settings  # noqa: E402
+from gradir.pipeline.files import JUDGMENTS  # noqa: E402
+from gradir.pipeline.stages import source_passages_in, synthetic_documents_in, train_settings  # noqa: E402
 from gradir.retrieval.encoding import Encoder  # noqa: E402
-from gradir.synth.records import read_synthetic_queries  # noqa: E402
-from gradir.tables import read_table  # noqa: E402
 from gradir.training import train  # noqa: E402
 from results_file import append_section, machine_description  # noqa: E402
 
@@ -82,13 +79,9 @@ def parse_arguments() -> argparse.Namespace:
 def run_inputs(run: Path) -> dict:
     """What training needs from a finished run: judgments, settings, loss, query groups, written documents."""
     config = load_config(run / "config.toml")
-    documents: dict[str, Document] = {}
-    for name in (DOCUMENTS, BALANCE_DOCUMENTS):
-        if (run / name).is_file():
-            documents.update({row["doc_id"]: Document(row["doc_id"], row["text"]) for row in read_table(run / name)})
-    groups = {q.query_id: q.source_doc_id for q in read_synthetic_queries(run / KEPT)}
     return {"judgments": run / JUDGMENTS, "settings": train_settings(config), "loss": config.train.loss,
-            "loss_options": dict(config.train.loss_options), "groups": groups, "documents": documents}
+            "loss_options": dict(config.train.loss_options), "groups": source_passages_in(run),
+            "documents": synthetic_documents_in(run)}
 
 
 def train_and_evaluate(inputs: dict, variant: str, seed: int, collection, args, out: Path) -> dict:

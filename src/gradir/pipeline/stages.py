@@ -217,10 +217,15 @@ def mine(ctx: Context) -> dict[str, Any]:
 
 def synthetic_documents(ctx: Context) -> dict[str, Document]:
     """Documents written by the LLM (levels, balancing): not in the corpus, but in the judgments."""
+    return synthetic_documents_in(ctx.root)
+
+
+def synthetic_documents_in(run_dir: Path) -> dict[str, Document]:
+    """The written documents of the run in ``run_dir`` (also read by benchmarks that retrain on a finished run)."""
     documents: dict[str, Document] = {}
     for name in (DOCUMENTS, BALANCE_DOCUMENTS):
-        if ctx.path(name).is_file():
-            for row in read_table(ctx.path(name)):
+        if (run_dir / name).is_file():
+            for row in read_table(run_dir / name):
                 documents[row["doc_id"]] = Document(row["doc_id"], row["text"])
     return documents
 
@@ -332,10 +337,14 @@ def _launch_training(ctx: Context, resume: bool) -> dict[str, Any]:
 
 
 def _source_passages(ctx: Context) -> dict[str, str]:
+    return source_passages_in(ctx.root)
+
+
+def source_passages_in(run_dir: Path) -> dict[str, str]:
     """Each kept synthetic query's source passage: its group when validation queries are held out."""
     from gradir.synth.records import read_synthetic_queries
 
-    return {q.query_id: q.source_doc_id for q in read_synthetic_queries(ctx.path(KEPT))}
+    return {q.query_id: q.source_doc_id for q in read_synthetic_queries(run_dir / KEPT)}
 
 
 def _query_groups_file(ctx: Context) -> Path:

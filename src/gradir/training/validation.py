@@ -32,10 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradir.collections.records import Document
+from gradir.collections.records import Document, Query
 from gradir.evaluation.metrics import score_run
 from gradir.grading.judgments import Judgment
-from gradir.retrieval.bm25 import BM25Index
 from gradir.retrieval.dense import DenseIndex
 from gradir.retrieval.run import top_ranked
 from gradir.training_defaults import DEFAULT_VALIDATION_DOCUMENTS, DEFAULT_VALIDATION_SHARE
@@ -81,14 +80,13 @@ class ValidationSet:
 def lexical_neighbours(documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY) -> Distractors:
     """A function of the held-out queries (id -> text): BM25's top ``per_query`` documents of each, best ranks first.
 
-    The BM25 index is built on the first call only, and only when a validation set
-    needs distractors (the corpus is above ``max_documents``).
+    The BM25 index is built when the function is called: :func:`hold_out` calls it once,
+    and only when the corpus is above ``max_documents``.
     """
+    from gradir.retrieval.search import search
 
     def find(queries: Mapping[str, str]) -> list[str]:
-        doc_ids = list(documents)
-        index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
-        run = index.search(list(queries), list(queries.values()), per_query)
+        run = search(documents, {q: Query(q, text) for q, text in queries.items()}, "bm25", top_k=per_query)
         ranked = [[did for did, _ in top_ranked(run.get(q, {}))] for q in queries]
         by_rank = [r[rank] for rank in range(per_query) for r in ranked if rank < len(r)]
         return list(dict.fromkeys(by_rank))
