@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from conftest import run_cli
 
 from gradir.pipeline import STAGE_NAMES, load_config, render_config
 from gradir.pipeline.config import PipelineConfig
+from gradir.pipeline.plan import CALLS_PER_QUERY
 
 # The first test here may make the shared reference run (several minutes on 2 busy cores).
 pytestmark = pytest.mark.timeout(1500)
@@ -84,7 +86,7 @@ def test_a_messy_collection_is_refused_by_a_strict_run_with_a_message_that_names
 
 
 def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report(finished_run, tmp_path: Path) -> None:
-    root, config, _ = finished_run
+    root, config, reference = finished_run
     run = _copy_run(root, "rerun")
     again = run_cli("run", config, "--out", run, "--json")
     assert again.returncode == 0, again.stderr
@@ -110,6 +112,20 @@ def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report
     corpus = int(planned["evaluate"]["work"].split("; ")[1].split()[0])
     assert planned["filter"]["work"].endswith(f"{corpus} passages encoded ({corpus} cached)")
     assert planned["filter"]["seconds"] == 0 and not (run.parent / "fresh" / "state.json").exists()
+    # ... and every answer the generate stage got is in the LLM call cache: the plan counts them, free.
+    made = reference["stages"]["generate"]["summary"]
+    answered = made["llm_calls"] + made["cache_hits"] - made["failed"]
+    assert planned["generate"]["work"] == f"8 query slots; {answered} answers cached, {made['unfilled']} slots left to write"
+    assert planned["generate"]["llm_calls"] == math.ceil(made["unfilled"] * CALLS_PER_QUERY)
+    # A grade setting changed after mining: the plan counts the mined pairs' cached scores (only the check is new).
+    floor = Path(str(config).replace(".toml", ".floor.toml"))
+    floor.write_text(config.read_text() + "source_floor = 2\n")  # the config ends in its [grade] section
+    regrade = run_cli("run", floor, "--out", run, "--dry-run", "--json")
+    assert regrade.returncode == 0, regrade.stderr
+    grade_plan = {row["stage"]: row for row in json.loads(regrade.stdout)["plan"]["stages"]}["grade"]
+    pairs = len(pq.read_table(run / "pairs.parquet"))
+    assert grade_plan["work"] == f"{pairs} pairs (likelihood); {pairs} cached + 20 check pairs"
+    assert grade_plan["llm_calls"] == 20 and not grade_plan["done"]
     rerun = run_cli("run", changed, "--out", run, "--json")
     assert rerun.returncode == 0, rerun.stderr
     ran = {name for name, s in json.loads(rerun.stdout)["stages"].items() if s["status"] == "ran"}

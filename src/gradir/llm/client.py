@@ -11,6 +11,8 @@ from gradir.cache_dir import default_cache_dir
 from gradir.llm.base import ContinuationLogprobs, Generation, LLMBackend, LabelProbabilities, Prompt, SamplingSettings
 from gradir.llm.call_cache import CallCache, call_key
 
+NOT_CACHED = "not in the call cache"
+
 
 def _chunk_size(backend: LLMBackend) -> int:
     """Prompts per call of a backend that does not stream: as many as it runs at once.
@@ -61,11 +63,24 @@ class LLMClient:
         self.backend = backend
         self.counts = CallCounts()
         self.show_progress = show_progress
+        self.cache_only = False
         self._cache: CallCache | None = None
         if cache_dir is not False:
             directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
             self._cache = CallCache(directory / "llm_calls.sqlite")
         self._fingerprint = backend.fingerprint()
+
+    def cache_only_view(self) -> LLMClient:
+        """A client on the same backend and cache that never calls the backend.
+
+        Cached calls are answered as usual; every other call fails with ``NOT_CACHED``
+        and is counted in ``counts.failed``. The plan runs a stage through it to count
+        the calls that are already paid for.
+        """
+        view = LLMClient.__new__(LLMClient)
+        view.backend, view._cache, view._fingerprint = self.backend, self._cache, self._fingerprint
+        view.counts, view.show_progress, view.cache_only = CallCounts(), False, True
+        return view
 
     @property
     def model_id(self) -> str:
@@ -98,7 +113,8 @@ class LLMClient:
         def call(indices: list[int], **stream) -> list:
             return self.backend.generate([prompts[i] for i in indices], [settings[i] for i in indices], **stream)
 
-        return self._through_cache(keys, call, lambda g: {"text": g.text}, lambda v: Generation(v["text"]), what)
+        return self._through_cache(keys, call, lambda g: {"text": g.text}, lambda v: Generation(v["text"]), what,
+                                   failure=lambda e: Generation(None, e))
 
     def label_probabilities(self, prompts: Sequence[Prompt], labels: Sequence[str], what: str = "grading") -> list[LabelProbabilities]:
         keys = [call_key(self.backend.kind, self._fingerprint, "labels", p, {"labels": list(labels)}) for p in prompts]
@@ -107,7 +123,8 @@ class LLMClient:
             return self.backend.label_probabilities([prompts[i] for i in indices], labels, **stream)
 
         return self._through_cache(
-            keys, call, lambda r: {"probabilities": r.probabilities}, lambda v: LabelProbabilities(v["probabilities"]), what
+            keys, call, lambda r: {"probabilities": r.probabilities}, lambda v: LabelProbabilities(v["probabilities"]), what,
+            failure=lambda e: LabelProbabilities(None, e),
         )
 
     def continuation_logprobs(self, prefixes: Sequence[str], continuations: Sequence[str], what: str = "scoring") -> list[ContinuationLogprobs]:
@@ -128,10 +145,11 @@ class LLMClient:
 
         return self._through_cache(
             keys, call, lambda r: {"logprobs": list(r.logprobs)}, lambda v: ContinuationLogprobs(tuple(v["logprobs"])),
-            what, groups=prefixes,
+            what, groups=prefixes, failure=lambda e: ContinuationLogprobs(None, e),
         )
 
-    def _through_cache(self, keys, call, encode, decode, what: str, groups: Sequence[str] | None = None) -> list:
+    def _through_cache(self, keys, call, encode, decode, what: str, groups: Sequence[str] | None = None, *,
+                       failure) -> list:
         cached = self._cache.get_many(list(dict.fromkeys(keys))) if self._cache is not None else {}
         results: list = [None] * len(keys)
         missing: list[int] = []
@@ -141,8 +159,15 @@ class LLMClient:
                 self.counts.cache_hits += 1
             else:
                 missing.append(i)
+        if self.cache_only:
+            for i in missing:
+                results[i] = failure(NOT_CACHED)
+                self.counts.record_failure(NOT_CACHED)
+            return results
         with progress() as bar:
-            task = bar.add_task(what, total=len(missing), visible=self.show_progress and bool(missing))
+            hits = len(keys) - len(missing)
+            label = f"{what} ({hits} of {len(keys)} cached)" if hits else what
+            task = bar.add_task(label, total=len(missing), visible=self.show_progress and bool(missing))
 
             def store(answers: dict[int, object]) -> None:
                 fresh = {}

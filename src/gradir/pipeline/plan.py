@@ -9,6 +9,14 @@ Counts that depend on what the LLM writes are estimated with planning ratios mea
 on SciFact with the embedded SmolLM2-135M (benchmarks/RESULTS.md, "Query generation
 yield" and the synthetic SciFact runs): LLM calls per written query and the share of
 queries the round-trip filter keeps. They are marked ``~`` in the table.
+
+Calls already in the LLM call cache are free. The generate stage is run through the
+client's cache-only view (:meth:`gradir.llm.LLMClient.cache_only_view`): the same
+prompts and seeds as the real run, answered from the cache, so the cached answers are
+counted exactly and only the query slots left without an answer are estimated. The
+grade stage's pairs exist only after mining; when they do (a resumed run), it is
+counted the same way, and otherwise its cached share shows when grading starts (the
+progress line says how many calls the cache answered).
 """
 
 from __future__ import annotations
@@ -40,6 +48,14 @@ class Timings:
     def as_dict(self) -> dict[str, float]:
         return {"seconds_per_llm_answer": round(self.query, 3), "seconds_per_graded_pair": round(self.pair, 3),
                 "seconds_per_encoded_passage": round(self.passage, 4), "llm_requests": self.llm_requests}
+
+
+@dataclass
+class CachedCalls:
+    """What a stage run through the cache-only view found: calls answered, and units left to do."""
+
+    answered: int  # calls the cache answered
+    remaining: int  # query slots (generate) or pairs (grade) that still need the LLM
 
 
 @dataclass
@@ -92,14 +108,39 @@ def measure_timings(context: Any, sample: list[str], done: set[str]) -> Timings:
     return Timings(query_seconds, pair_seconds, (time.perf_counter() - start) / len(sample), requests)
 
 
+def cached_calls(context: Any, done: set[str]) -> dict[str, CachedCalls]:
+    """Run generate (and grade, when its pairs exist) through the cache-only view: the calls already paid for."""
+    from gradir.pipeline.files import PAIRS
+    from gradir.pipeline.stages import pairs_to_grade, sampled_passage_ids, write_queries
+
+    config: PipelineConfig = context.config
+    found: dict[str, CachedCalls] = {}
+    if "generate" not in done:
+        view = context.client().cache_only_view()
+        _, tally = write_queries(context, view, sampled_passage_ids(context)[0])
+        found["generate"] = CachedCalls(view.counts.cache_hits, tally["unfilled"])
+    mined = "mine" in done and context.path(PAIRS).is_file()
+    if config.grade.grader in ("llm", "likelihood") and "grade" not in done and mined and not config.documents.enabled:
+        from gradir.grading.stage import pair_grader
+
+        view = context.grade_client().cache_only_view()
+        pairs, documents = pairs_to_grade(context, [])
+        grading = pair_grader(config.grade, documents, view)(pairs)
+        found["grade"] = CachedCalls(view.counts.cache_hits, len(pairs) - len(grading.judgments))
+    return found
+
+
 def plan_run(
-    config: PipelineConfig, corpus_size: int, eval_queries: int, done: set[str], timings: Timings, cached_passages: int = 0
+    config: PipelineConfig, corpus_size: int, eval_queries: int, done: set[str], timings: Timings,
+    cached_passages: int = 0, cached: dict[str, CachedCalls] | None = None,
 ) -> list[StagePlan]:
     """Per stage: the work the config implies, its LLM calls and its estimated seconds.
 
     ``cached_passages``: corpus passages whose base-model vectors are already in the
-    embedding cache; the filter (or mining) does not encode them again.
+    embedding cache; the filter (or mining) does not encode them again. ``cached``: per
+    stage, what :func:`cached_calls` found in the LLM call cache.
     """
+    cached = cached or {}
     generate, grade, train = config.generate, config.grade, config.train
     passages = min(generate.passages, corpus_size)
     types = generate.types_per_passage or len(generate.types)
@@ -116,17 +157,28 @@ def plan_run(
     encode_corpus = corpus_size * timings.passage
     encode_uncached = (corpus_size - cached_passages) * timings.passage
     encoded = f"{corpus_size} passages encoded" + (f" ({cached_passages} cached)" if cached_passages else "")
+    generate_work, generate_calls = f"{slots} query slots", math.ceil(slots * CALLS_PER_QUERY)
+    if "generate" in cached:
+        found = cached["generate"]
+        if found.answered:
+            generate_work += f"; {found.answered} answers cached, {found.remaining} slots left to write"
+        generate_calls = math.ceil(found.remaining * CALLS_PER_QUERY)
+    grade_work, grade_calls = f"~{pairs} pairs ({grade.grader})", pairs if llm_grades else 0
+    if "grade" in cached:
+        found = cached["grade"]
+        grade_work = f"{found.answered + found.remaining} pairs ({grade.grader}); {found.answered} cached"
+        grade_calls = found.remaining
     rows = [
         ("sample", f"{passages} passages", 0, 0.0),
-        ("generate", f"{slots} query slots", math.ceil(slots * CALLS_PER_QUERY), slots * CALLS_PER_QUERY * timings.query),
+        ("generate", generate_work, generate_calls, generate_calls * timings.query),
         ("filter", f"~{kept} of {slots} queries kept; {encoded}" if config.filter.enabled
          else "off", 0, encode_uncached if config.filter.enabled else 0.0),
         ("documents", f"{written_documents} documents" if written_documents else "off", written_documents,
          written_documents * timings.query),
         ("mine", f"top {config.mine.top_k} for ~{kept} queries" + ("" if config.filter.enabled else f"; {encoded}"), 0,
          0.0 if config.filter.enabled else encode_uncached),
-        ("grade", f"~{pairs} pairs ({grade.grader})" + (f" + {check_pairs} check pairs" if check_pairs else ""),
-         pairs + check_pairs if llm_grades else 0, (pairs + check_pairs) * timings.pair),
+        ("grade", grade_work + (f" + {check_pairs} check pairs" if check_pairs else ""),
+         grade_calls + check_pairs if llm_grades else 0, (grade_calls + check_pairs) * timings.pair),
         ("train", f"~{steps} steps of {train.batch_size} queries × {1 + train.list_size} texts", 0,
          steps * step_texts * TRAIN_COST_PER_TEXT * timings.passage),
         ("evaluate", f"{eval_queries} queries; {corpus_size} passages encoded by the tuned model", 0, encode_corpus),

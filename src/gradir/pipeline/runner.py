@@ -223,7 +223,7 @@ def run_pipeline(config: PipelineConfig | Path | str, out: Path | str, *, dry_ru
 
 def _show_plan(context: Context, run: RunDirectory) -> dict[str, Any]:
     """Measure this machine's speed with the run's models, print the plan, and return it."""
-    from gradir.pipeline.plan import measure_timings, plan_run, print_plan
+    from gradir.pipeline.plan import cached_calls, measure_timings, plan_run, print_plan
 
     config, collection = context.config, context.collection
     done = {s.name for s in stage_statuses(run, config) if s.status == "done"}
@@ -232,7 +232,7 @@ def _show_plan(context: Context, run: RunDirectory) -> dict[str, Any]:
     cached = 0 if {"filter", "mine"} <= done else context.encoder().cached_count(
         [d.full_text for d in collection.documents.values()])
     plan = plan_run(config, len(collection.documents), len(collection.split_queries(config.eval.split)), done, timings,
-                    cached_passages=cached)
+                    cached_passages=cached, cached=cached_calls(context, done))
     print_plan(plan, timings, config.llm.backend)
     return {"stages": [row.as_dict() for row in plan], "timings": timings.as_dict(),
             "llm_calls": sum(row.llm_calls for row in plan), "seconds": round(sum(row.seconds for row in plan), 1)}

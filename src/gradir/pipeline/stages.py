@@ -113,41 +113,57 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 def sample_passages(ctx: Context) -> dict[str, Any]:
     """Sample the passages queries are written for (seeded; documents too short to ask about are left out)."""
-    documents = ctx.collection.documents
-    eligible = [did for did, doc in documents.items() if len(doc.full_text.split()) >= 8]
-    wanted = min(ctx.config.generate.passages, len(eligible))
-    chosen = random.Random(ctx.config.run.seed).sample(eligible, wanted)
+    chosen, eligible = sampled_passage_ids(ctx)
     _write_rows(ctx.path(PASSAGES), [{"doc_id": did} for did in chosen])
-    return {"written": len(chosen), "corpus": len(documents), "eligible": len(eligible)}
+    return {"written": len(chosen), "corpus": len(ctx.collection.documents), "eligible": eligible}
+
+
+def sampled_passage_ids(ctx: Context) -> tuple[list[str], int]:
+    """The passages the sample stage picks (the same ids on every call), and how many were eligible."""
+    eligible = [did for did, doc in ctx.collection.documents.items() if len(doc.full_text.split()) >= 8]
+    wanted = min(ctx.config.generate.passages, len(eligible))
+    return random.Random(ctx.config.run.seed).sample(eligible, wanted), len(eligible)
 
 
 def generate_queries(ctx: Context) -> dict[str, Any]:
-    from gradir.synth import generate_queries as generate
     from gradir.synth.queries import query_yield
     from gradir.synth.records import as_rows
 
-    settings = ctx.config.generate
     passage_ids = [row["doc_id"] for row in read_table(ctx.path(PASSAGES))]
     mark = ctx.client().usage_mark()
-    queries, rejected, failures, unfilled, shortened = [], Counter(), Counter(), 0, 0
-    for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
-        result = generate(
-            {did: ctx.collection.documents[did] for did in ids}, ctx.client(), types=types,
-            per_doc=settings.per_passage, max_docs=None, examples_path=settings.examples or None,
-            seed=ctx.config.run.seed, attempts=settings.attempts,
-        )
-        queries += result.queries
-        rejected.update(result.rejected)
-        failures.update(result.failures)
-        unfilled += result.unfilled
-        shortened += result.shortened
+    queries, tally = write_queries(ctx, ctx.client(), passage_ids)
     _write_rows(ctx.path(QUERIES), as_rows(queries))
     calls = ctx.client().usage_since(mark)
     return {
         "written": len(queries), "passages": len(passage_ids), "by_type": dict(Counter(q.type for q in queries)),
-        "rejected": dict(rejected), "answer_failures": dict(failures), "unfilled": unfilled, "shortened": shortened,
-        **query_yield(len(queries), unfilled, calls["llm_calls"] + calls["cache_hits"]), **calls,
+        "rejected": dict(tally["rejected"]), "answer_failures": dict(tally["failures"]), "unfilled": tally["unfilled"],
+        "shortened": tally["shortened"],
+        **query_yield(len(queries), tally["unfilled"], calls["llm_calls"] + calls["cache_hits"]), **calls,
     }
+
+
+def write_queries(ctx: Context, client, passage_ids: list[str]) -> tuple[list, dict[str, Any]]:
+    """The generate stage's queries for these passages through ``client``, and a tally of what happened.
+
+    The plan calls it with the client's cache-only view to count the calls already paid for.
+    """
+    from gradir.synth import generate_queries as generate
+
+    settings = ctx.config.generate
+    queries: list = []
+    tally: dict[str, Any] = {"rejected": Counter(), "failures": Counter(), "unfilled": 0, "shortened": 0}
+    for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
+        result = generate(
+            {did: ctx.collection.documents[did] for did in ids}, client, types=types,
+            per_doc=settings.per_passage, max_docs=None, examples_path=settings.examples or None,
+            seed=ctx.config.run.seed, attempts=settings.attempts,
+        )
+        queries += result.queries
+        tally["rejected"].update(result.rejected)
+        tally["failures"].update(result.failures)
+        tally["unfilled"] += result.unfilled
+        tally["shortened"] += result.shortened
+    return queries, tally
 
 
 def _types_of_passages(passage_ids: list[str], types: list[str], per_passage: int) -> dict[tuple[str, ...], list[str]]:
@@ -231,7 +247,7 @@ def synthetic_documents_in(run_dir: Path) -> dict[str, Document]:
 
 
 def grade(ctx: Context) -> dict[str, Any]:
-    from gradir.grading.grade import Pair, grade_histogram
+    from gradir.grading.grade import grade_histogram
     from gradir.grading.level import grade_by_level
     from gradir.grading.stage import LLM_GRADERS, grade_stage
     from gradir.grading.judgments import write_judgments
@@ -244,10 +260,7 @@ def grade(ctx: Context) -> dict[str, Any]:
         write_judgments(ctx.path(JUDGMENTS), judgments)
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
         return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
-    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"))
-             for r in read_table(ctx.path(PAIRS))]
-    pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
-    documents = {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
+    pairs, documents = pairs_to_grade(ctx, written)
     client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
     mark = client.usage_mark() if client else None
     graded = grade_stage(pairs, documents, settings, client, ctx.client() if settings.balance else None,
@@ -263,6 +276,16 @@ def grade(ctx: Context) -> dict[str, Any]:
     if client is not None:
         summary.update(client.usage_since(mark))
     return summary
+
+
+def pairs_to_grade(ctx: Context, written: list) -> tuple[list, dict[str, Document]]:
+    """The mined pairs and the written documents' pairs, with every document they name."""
+    from gradir.grading.grade import Pair
+
+    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"))
+             for r in read_table(ctx.path(PAIRS))]
+    pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
+    return pairs, {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
 
 
 def _check_grader(ctx: Context, client) -> dict[str, Any]:

@@ -1,0 +1,333 @@
+"""`gradir run` on collections of 100k passages and up: wall time, peak memory and disk per stage.
+
+    python benchmarks/scale.py [--sizes 100000 300000] [--work /tmp/gradir-scale]
+
+Collection: SciFact's 5,183 abstracts with their ids, queries and test qrels, and beside
+them passages made from the shipped SciFact and NFCorpus text (``ann_recall.passages``:
+windows of 1-6 sentences of each abstract, title first, deduplicated and shuffled) up to
+the size asked for. So evaluation is SciFact's test split (300 queries) searched over the
+whole collection.
+
+Encoder: a sentence-transformers ``StaticEmbedding`` made from all-MiniLM-L6-v2's own token
+embeddings (``ann_recall.static_encoder``), saved as a model folder and given to the run
+as ``model.base``: the transformer would take hours at these sizes on 2 cores, and the
+stages' own overhead is what is measured here. LLM: a local OpenAI-compatible server in
+this process whose answers cost nothing (a query made of the passage's words; prompt
+log-probabilities for the likelihood grader from word overlap), so that what is timed is
+gradir's, not a model's. The LLM stages scale with the collection: ``generate.passages``
+is 1% of it.
+
+Per size, ``gradir run`` runs in a child process; a monitor reads the child's resident
+memory (``/proc``, with its children) every 0.2 s and the run's ``state.json`` to know
+which stage is running. Per stage: wall seconds (from ``state.json``), peak RSS, and the
+disk its outputs take; "load" is everything before the first stage (config, collection,
+plan). Then the same run again with nothing changed (every stage skipped). Beside it,
+"plain": the encode-and-search part done directly with sentence-transformers and FAISS
+(encode the collection, exact inner-product search for the 300 queries), in its own
+child process, measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ann_recall import BEIR, passages, static_encoder  # noqa: E402
+from results_file import append_section  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
+PASSAGE_IN_PROMPT = re.compile(r"Passage:\s*(.+?)(?:\n|$)", re.S)
+
+
+# --- the collection -------------------------------------------------------------------
+
+def build_collection(root: Path, size: int) -> Path:
+    """SciFact (ids, queries, test qrels) plus window passages up to ``size`` documents in all."""
+    folder = root / f"collection-{size}"
+    if (folder / "corpus.jsonl").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "qrels").mkdir(exist_ok=True)
+    shutil.copy(BEIR / "scifact" / "queries.jsonl", folder / "queries.jsonl")
+    shutil.copy(BEIR / "scifact" / "qrels" / "test.tsv", folder / "qrels" / "test.tsv")
+    with open(BEIR / "scifact" / "corpus.jsonl", encoding="utf-8") as lines:
+        scifact = [line for line in lines if line.strip()]
+    extra = passages(size - len(scifact))
+    partial = folder / "corpus.jsonl.partial"
+    with open(partial, "w", encoding="utf-8") as out:
+        out.writelines(scifact)
+        for i, text in enumerate(extra):
+            out.write(json.dumps({"_id": f"w{i}", "title": "", "text": text}) + "\n")
+    partial.rename(folder / "corpus.jsonl")
+    return folder
+
+
+def build_encoder(root: Path) -> Path:
+    folder = root / "static-minilm"
+    if not (folder / "modules.json").is_file():
+        static_encoder().save(str(folder))
+    return folder
+
+
+# --- an LLM whose answers cost nothing --------------------------------------------------
+
+class InstantServer:
+    """OpenAI-compatible chat and completions answers made from the prompt's own words, at once."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                answer = completion(request) if self.path.endswith("/completions") and "messages" not in request \
+                    else chat(request)
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.http.request_queue_size = 256
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def chat(request: dict) -> dict:
+    """A query of five words from the last passage in the prompt, chosen by the request's seed."""
+    text = request["messages"][-1]["content"] if isinstance(request.get("messages"), list) else ""
+    found = PASSAGE_IN_PROMPT.findall(text)
+    words = list(dict.fromkeys(WORD.findall(found[-1] if found else text))) or ["passage"]
+    chosen = random.Random(request.get("seed", 0)).sample(words, min(5, len(words)))
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(chosen).lower() + "?"}}]}
+
+
+def completion(request: dict) -> dict:
+    """The prompt echoed as whitespace tokens; a token's log-probability is higher when it occurs earlier."""
+    prompt = request["prompt"]
+    tokens, offsets, values, seen = [], [], [], set()
+    for match in re.finditer(r"\S+\s*", prompt):
+        word = match.group().strip().lower()
+        tokens.append(match.group())
+        offsets.append(match.start())
+        values.append(-0.5 if word in seen else -4.0)
+        seen.add(word)
+    values[0] = None  # the first token has no log-probability, as servers answer
+    return {"choices": [{"index": 0, "text": "", "logprobs": {"tokens": tokens, "token_logprobs": values,
+                                                              "text_offset": offsets}}]}
+
+
+# --- measuring a child process ----------------------------------------------------------
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (from /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                todo += [int(c) for c in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def running_stage(state_path: Path) -> str:
+    try:
+        state = json.loads(state_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return "load"
+    running = [name for name, entry in state.items() if isinstance(entry, dict) and entry.get("status") == "running"]
+    if running:
+        return running[0]
+    return "after" if any(isinstance(e, dict) and e.get("status") == "done" for e in state.values()) else "load"
+
+
+def monitored(command: list[str], state_path: Path | None, env: dict[str, str]) -> tuple[float, dict[str, int], str]:
+    """Run ``command``; wall seconds, peak RSS per stage, and stdout."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    peaks: dict[str, int] = {}
+    output: dict[str, str] = {}
+    reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), child.communicate())))
+    reader.start()
+    while reader.is_alive():
+        stage = running_stage(state_path) if state_path else "all"
+        peaks[stage] = max(peaks.get(stage, 0), tree_rss(child.pid))
+        time.sleep(0.2)
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{output.get('err', '')[-3000:]}")
+    return seconds, peaks, output["out"]
+
+
+def disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+# --- one size ---------------------------------------------------------------------------
+
+CONFIG = """
+[run]
+collection = "{collection}"
+cache_dir = "{cache}"
+seed = 0
+[model]
+base = "{model}"
+[llm]
+backend = "openai:{url}@instant"
+concurrency = 16
+[generate]
+passages = {passages}
+types_per_passage = 1
+[mine]
+top_k = 8
+[grade]
+grader = "likelihood"
+[train]
+epochs = 1
+batch_size = 32
+max_steps = 20
+[eval]
+split = "test"
+"""
+
+
+def pipeline_rows(size: int, work: Path, model: Path, server: InstantServer) -> list[dict]:
+    from gradir.pipeline.stages import STAGES
+
+    collection = build_collection(work, size)
+    folder = work / f"run-{size}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    config = folder / "gradir.toml"
+    config.write_text(CONFIG.format(collection=collection, cache=folder / "cache", model=model, url=server.url,
+                                    passages=max(100, size // 100)), encoding="utf-8")
+    out = folder / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIR_PROGRESS_SECONDS": "60"}
+    command = [sys.executable, "-m", "gradir", "run", str(config), "--out", str(out), "--json"]
+    seconds, peaks, stdout = monitored(command, out / "state.json", env)
+    stages = json.loads(stdout)["stages"]
+    rows = [{"size": size, "part": "load", "seconds": seconds - sum(s["seconds"] for s in stages.values()),
+             "peak_rss": peaks.get("load", 0), "disk": 0}]
+    for stage in STAGES:
+        rows.append({"size": size, "part": stage.name, "seconds": stages[stage.name]["seconds"],
+                     "peak_rss": peaks.get(stage.name, 0), "disk": sum(disk(out / name) for name in stage.outputs)})
+    rows.append({"size": size, "part": "whole run", "seconds": seconds, "peak_rss": max(peaks.values()),
+                 "disk": disk(out) + disk(folder / "cache")})
+    again, peaks_again, stdout = monitored(command, out / "state.json", env)
+    assert {s["status"] for s in json.loads(stdout)["stages"].values()} == {"skipped"}
+    rows.append({"size": size, "part": "rerun, nothing changed", "seconds": again,
+                 "peak_rss": max(peaks_again.values()), "disk": 0})
+    summary = {name: stages[name]["summary"] for name in ("generate", "filter", "grade", "evaluate")}
+    rows[-1]["note"] = json.dumps({"written": summary["generate"].get("written"),
+                                   "kept": summary["filter"].get("written"),
+                                   "ndcg@10": summary["evaluate"].get("ndcg@10")})
+    return rows
+
+
+PLAIN = """
+import json, sys, time
+import faiss, numpy as np
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(sys.argv[1], device="cpu")
+with open(sys.argv[2] + "/corpus.jsonl") as lines:
+    texts = [(r.get("title", "") + " " + r.get("text", "")).strip() for r in map(json.loads, lines)]
+with open(sys.argv[2] + "/qrels/test.tsv") as qrels:
+    judged = {line.split("\\t")[0] for line in list(qrels)[1:]}
+with open(sys.argv[2] + "/queries.jsonl") as lines:
+    queries = [r["text"] for r in map(json.loads, lines) if r["_id"] in judged]
+start = time.perf_counter()
+vectors = model.encode(texts, batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
+encoded = time.perf_counter() - start
+index = faiss.IndexFlatIP(vectors.shape[1])
+index.add(vectors)
+found = index.search(model.encode(queries, normalize_embeddings=True, convert_to_numpy=True), 100)
+print(json.dumps({"encode": encoded, "search": time.perf_counter() - start - encoded}))
+"""
+
+
+def plain_row(size: int, work: Path, model: Path) -> dict:
+    collection = build_collection(work, size)
+    seconds, peaks, stdout = monitored([sys.executable, "-c", PLAIN, str(model), str(collection)], None, dict(os.environ))
+    parts = json.loads(stdout)
+    return {"size": size, "part": "plain ST + FAISS (encode, exact search)", "seconds": seconds,
+            "peak_rss": peaks["all"], "disk": 0,
+            "note": f"encode {parts['encode']:.1f} s, search {parts['search']:.1f} s"}
+
+
+def render(rows: list[dict]) -> str:
+    lines = ["| passages | part | seconds | peak RSS (MB) | disk (MB) | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']:,} | {r['part']} | {r['seconds']:.1f} | {r['peak_rss'] / 2**20:,.0f} | "
+                     f"{r['disk'] / 2**20:,.1f} | {r.get('note', '')} |")
+    sizes = sorted({r["size"] for r in rows})
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        by = {(r["size"], r["part"]): r for r in rows}
+        lines += ["", f"Growth from {small:,} to {large:,} passages ({large / small:.0f}× the data):", "",
+                  "| part | time ratio | peak RSS ratio |", "|---|---|---|"]
+        for part in dict.fromkeys(r["part"] for r in rows):
+            a, b = by.get((small, part)), by.get((large, part))
+            if a and b and a["seconds"] > 0 and a["peak_rss"] > 0:
+                lines.append(f"| {part} | {b['seconds'] / a['seconds']:.1f} | {b['peak_rss'] / a['peak_rss']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/gradir-scale"))
+    parser.add_argument("--no-record", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = build_encoder(args.work)
+    server = InstantServer()
+    rows: list[dict] = []
+    try:
+        for size in args.sizes:
+            rows += pipeline_rows(size, args.work, model, server)
+            rows.append(plain_row(size, args.work, model))
+            print(render(rows), flush=True)
+    finally:
+        server.close()
+    table = render(rows)
+    (args.work / "scale.json").write_text(json.dumps(rows, indent=1))
+    if not args.no_record:
+        append_section(
+            "A large collection through gradir run", f"python benchmarks/scale.py --sizes {' '.join(map(str, args.sizes))}",
+            "SciFact (5,183 abstracts, its 300 test queries) plus window passages of the shipped SciFact and NFCorpus "
+            "text up to each size; StaticEmbedding from all-MiniLM-L6-v2's token embeddings; an instant local "
+            "OpenAI-compatible LLM; generate.passages = 1% of the collection, mine.top_k 8, likelihood grader, "
+            "20 training steps. Peak RSS includes child processes (the training launcher).",
+            table,
+        )
+
+
+if __name__ == "__main__":
+    main()
