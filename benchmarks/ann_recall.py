@@ -5,7 +5,8 @@
 Passages: the shipped SciFact and NFCorpus abstracts (8,816 documents) cut into
 sentences, every window of 1 to 6 consecutive sentences of a document one passage with
 the document's title in front, deduplicated and shuffled (seed 0); a size takes the
-first N. Queries: both collections' test queries (300 + 323). Encoder: a
+first N. There are 363,393 such windows; beyond them (1M) a passage is two random
+windows joined (seed 1). Queries: both collections' test queries (300 + 323). Encoder: a
 sentence-transformers ``StaticEmbedding`` made from all-MiniLM-L6-v2's own token
 embeddings (mean of the tokens' input vectors, unit length): fast enough to embed 300k
 passages on 2 cores in a minute, and its vectors cluster by topic as real embeddings do,
@@ -42,20 +43,47 @@ from results_file import append_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BEIR = ROOT.parent / "shared" / "data" / "beir"
 COLLECTIONS = ("scifact", "nfcorpus")
-BUILT = {"exact": ApproximateSearch(), "hnsw": ApproximateSearch(kind="hnsw"), "ivf": ApproximateSearch(kind="ivf")}
+WINDOWS = 363_393  # distinct sentence windows of the shipped SciFact and NFCorpus text
+
+
+def built(size: int) -> dict[str, ApproximateSearch]:
+    """The indexes built at one size: exact, HNSW, IVF with 4√N cells (gradir's default) and with N/1000."""
+    return {"exact": ApproximateSearch(), "hnsw": ApproximateSearch(kind="hnsw"), "ivf": ApproximateSearch(kind="ivf"),
+            "ivf-coarse": ApproximateSearch(kind="ivf", ivf_lists=max(16, size // 1000))}
+
+
 SEARCHED = {  # label: (built index, search-time setting)
     "exact": ("exact", {}),
     "hnsw (m 32, ef_search 128)": ("hnsw", {"ef_search": 128}),
     "hnsw (m 32, ef_search 256)": ("hnsw", {"ef_search": 256}),
     "hnsw (m 32, ef_search 512)": ("hnsw", {"ef_search": 512}),
+    "hnsw (m 32, ef_search 1024)": ("hnsw", {"ef_search": 1024}),
     "ivf (4√N cells, nprobe 16)": ("ivf", {"nprobe": 16}),
     "ivf (4√N cells, nprobe 64)": ("ivf", {"nprobe": 64}),
     "ivf (4√N cells, nprobe 256)": ("ivf", {"nprobe": 256}),
+    "ivf (N/1000 cells, nprobe 16)": ("ivf-coarse", {"nprobe": 16}),
+    "ivf (N/1000 cells, nprobe 32)": ("ivf-coarse", {"nprobe": 32}),
+    "ivf (N/1000 cells, nprobe 64)": ("ivf-coarse", {"nprobe": 64}),
 }
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def passages(limit: int) -> list[str]:
+    """``limit`` distinct passages: sentence windows first, then two windows joined.
+
+    The shipped text gives 363,393 distinct windows; past that (1M passages), a passage
+    is two random windows (seeded) joined, so it still reads as the collections' text.
+    """
+    found = windows(min(limit, WINDOWS))
+    if limit <= len(found):
+        return found
+    chosen, draw = dict.fromkeys(found), random.Random(1)
+    while len(chosen) < limit:
+        chosen.setdefault(f"{draw.choice(found)} {draw.choice(found)}", None)
+    return list(chosen)
+
+
+def windows(limit: int) -> list[str]:
     """Windows of 1-6 sentences of every shipped document, title first, deduplicated and shuffled."""
     seen: dict[str, None] = {}
     for name in COLLECTIONS:
@@ -120,14 +148,16 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         ids = [f"p{i}" for i in range(size)]
-        built: dict[str, tuple[DenseIndex, float]] = {}
-        for kind, settings in BUILT.items():
+        indexes: dict[str, tuple[DenseIndex, float]] = {}
+        settings_of = built(size)
+        for kind, settings in settings_of.items():
             start = time.perf_counter()
-            built[kind] = (DenseIndex(ids, vectors[:size], settings), time.perf_counter() - start)
+            indexes[kind] = (DenseIndex(ids, vectors[:size], settings), time.perf_counter() - start)
+            print(f"{size}: {kind} built in {indexes[kind][1]:.0f} s", flush=True)
         exact_run = None
         for name, (kind, at) in SEARCHED.items():
-            index, build_seconds = built[kind]
-            index.settings = replace(BUILT[kind], **at)
+            index, build_seconds = indexes[kind]
+            index.settings = replace(settings_of[kind], **at)
             start = time.perf_counter()
             run = index.search(query_ids, query_vectors, top_k=100)
             searched = time.perf_counter() - start

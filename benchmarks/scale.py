@@ -4,9 +4,9 @@
 
 Collection: SciFact's 5,183 abstracts with their ids, queries and test qrels, and beside
 them passages made from the shipped SciFact and NFCorpus text (``ann_recall.passages``:
-windows of 1-6 sentences of each abstract, title first, deduplicated and shuffled) up to
-the size asked for. So evaluation is SciFact's test split (300 queries) searched over the
-whole collection.
+windows of 1-6 sentences of each abstract, title first, deduplicated and shuffled; past
+the 363,393 windows there are, two random windows joined) up to the size asked for. So
+evaluation is SciFact's test split (300 queries) searched over the whole collection.
 
 Encoder: a sentence-transformers ``StaticEmbedding`` made from all-MiniLM-L6-v2's own token
 embeddings (``ann_recall.static_encoder``), saved as a model folder and given to the run
@@ -47,7 +47,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from ann_recall import BEIR, passages, static_encoder  # noqa: E402
 from results_file import append_section  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
 PASSAGE_IN_PROMPT = re.compile(r"Passage:\s*(.+?)(?:\n|$)", re.S)
 
@@ -160,10 +159,11 @@ def running_stage(state_path: Path) -> str:
         state = json.loads(state_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return "load"
-    running = [name for name, entry in state.items() if isinstance(entry, dict) and entry.get("status") == "running"]
+    stages = state.get("stages", {})
+    running = [name for name, entry in stages.items() if entry.get("status") == "running"]
     if running:
         return running[0]
-    return "after" if any(isinstance(e, dict) and e.get("status") == "done" for e in state.values()) else "load"
+    return "after" if stages else "load"
 
 
 def monitored(command: list[str], state_path: Path | None, env: dict[str, str]) -> tuple[float, dict[str, int], str]:
@@ -237,17 +237,21 @@ def pipeline_rows(size: int, work: Path, model: Path, server: InstantServer) -> 
              "peak_rss": peaks.get("load", 0), "disk": 0}]
     for stage in STAGES:
         rows.append({"size": size, "part": stage.name, "seconds": stages[stage.name]["seconds"],
-                     "peak_rss": peaks.get(stage.name, 0), "disk": sum(disk(out / name) for name in stage.outputs)})
+                     "peak_rss": peaks.get(stage.name, 0),
+                     "disk": sum(disk(out / top) for top in {Path(name).parts[0] for name in stage.outputs})})
+    cache = folder / "cache"
+    summary = {name: stages[name]["summary"] for name in ("generate", "filter", "grade", "evaluate")}
+    ndcg = summary["evaluate"].get("ndcg@10", {})
     rows.append({"size": size, "part": "whole run", "seconds": seconds, "peak_rss": max(peaks.values()),
-                 "disk": disk(out) + disk(folder / "cache")})
+                 "disk": disk(out) + disk(cache),
+                 "note": f"{summary['generate'].get('written')} queries, {summary['filter'].get('written')} kept, "
+                         f"{summary['grade'].get('written')} graded pairs; nDCG@10 {ndcg.get('base', 0):.4f} → "
+                         f"{ndcg.get('tuned', 0):.4f}; cache: embeddings {disk(cache / 'embeddings') / 2**20:,.0f} MB, "
+                         f"LLM calls {disk(cache / 'llm_calls.sqlite') / 2**20:,.1f} MB"})
     again, peaks_again, stdout = monitored(command, out / "state.json", env)
     assert {s["status"] for s in json.loads(stdout)["stages"].values()} == {"skipped"}
     rows.append({"size": size, "part": "rerun, nothing changed", "seconds": again,
                  "peak_rss": max(peaks_again.values()), "disk": 0})
-    summary = {name: stages[name]["summary"] for name in ("generate", "filter", "grade", "evaluate")}
-    rows[-1]["note"] = json.dumps({"written": summary["generate"].get("written"),
-                                   "kept": summary["filter"].get("written"),
-                                   "ndcg@10": summary["evaluate"].get("ndcg@10")})
     return rows
 
 
@@ -314,10 +318,10 @@ def main() -> None:
             rows += pipeline_rows(size, args.work, model, server)
             rows.append(plain_row(size, args.work, model))
             print(render(rows), flush=True)
+            (args.work / "scale.json").write_text(json.dumps(rows, indent=1))
     finally:
         server.close()
     table = render(rows)
-    (args.work / "scale.json").write_text(json.dumps(rows, indent=1))
     if not args.no_record:
         append_section(
             "A large collection through gradir run", f"python benchmarks/scale.py --sizes {' '.join(map(str, args.sizes))}",

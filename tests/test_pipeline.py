@@ -58,6 +58,9 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     comparison = json.loads((run / "eval" / "comparison.json").read_text())
     assert comparison["tuned"]["ndcg@10"] == pytest.approx(stages["evaluate"]["summary"]["ndcg@10"]["tuned"], abs=1e-6)
     assert (run / "model" / "model.safetensors").is_file()
+    # When the validation hands back the base weights, the tuned evaluation is the base's (nothing re-encoded).
+    selection = json.loads((run / "model" / "training.json").read_text())["selection"]
+    assert stages["evaluate"]["summary"]["tuned_is_base"] == (selection["output"] == "base")
     report = (run / "report.md").read_text()
     for heading in ("In short", "Base against tuned", "Per-query wins and losses", "Grades", "The grader against the human judgments",
                     "Training", "Query types", "LLM calls and failures", "Sample of generated queries"):

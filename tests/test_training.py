@@ -274,3 +274,27 @@ def test_validation_searches_the_held_out_queries_bm25_neighbours_before_random_
     # without distractors the same budget is filled at random (seeded): here with another document
     _, plain = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2)
     assert set(plain.queries) == {held} and judged < set(plain.documents) != set(validation.documents)
+
+
+def test_a_static_embedding_student_trains_with_a_token_limit_set(tmp_path: Path) -> None:
+    """A StaticEmbedding model has no token limit to set: max_seq_length does not apply, training goes on."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    from gradir.models import default_model_path
+    from gradir.training import TrainSettings, train
+
+    weights = SentenceTransformer(str(default_model_path()), device="cpu")[0].auto_model.embeddings.word_embeddings.weight
+    tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+    static = SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights.detach().numpy())])
+    static.save(str(tmp_path / "static"))
+    collection = load_collection(TINY)
+    judgments = tmp_path / "judgments.jsonl"
+    write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    settings = TrainSettings(max_steps=2, batch_size=2, list_size=2, max_seq_length=32, validation_share=0)
+    result = train(judgments, collection, "bixse", tmp_path / "m", model=tmp_path / "static", settings=settings)
+    assert result.steps == 2
+    saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
+    assert isinstance(saved[0], StaticEmbedding)
+    assert not torch.equal(saved[0].embedding.weight, static[0].embedding.weight)  # it was trained

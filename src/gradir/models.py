@@ -70,3 +70,20 @@ def _model_files(root: Path) -> list[Path]:
             dirnames[:] = [d for d in dirnames if d not in _EXPORT_FOLDERS]
         files.extend(Path(dirpath) / name for name in filenames if not name.startswith("."))
     return files
+
+
+def set_token_limit(model, limit: int | float | None) -> bool:
+    """Set a sentence-transformers model's ``max_seq_length``; False for a model that has none to set.
+
+    A ``StaticEmbedding`` model (a bag of token vectors, no transformer) reads every token
+    and its limit cannot be set: the setting does not apply, and training or encoding such
+    a model goes on without it.
+    """
+    if limit is None:
+        return False
+    try:
+        model.max_seq_length = limit
+    except AttributeError:
+        return False
+    return True
+

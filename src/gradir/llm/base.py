@@ -156,5 +156,10 @@ class LLMBackend(ABC):
 
         raise GradirError(f"the {self.kind} backend cannot score continuations (use llamacpp, hf or openai)")
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model: its tokenizer where the backend holds one, else an
+        estimate of 1.4 tokens per word (a server's tokenizer is not at hand)."""
+        return int(len(text.split()) * 1.4) + 1
+
     def close(self) -> None:
         """Release the model or connections."""

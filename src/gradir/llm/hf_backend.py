@@ -60,6 +60,9 @@ class HFBackend(LLMBackend):
     def fingerprint(self) -> str:
         return file_fingerprint(self.path) if self.path.is_file() else model_fingerprint(self.path)
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
     def _chat(self, prompt: Prompt) -> str:
         return self.tokenizer.apply_chat_template(
             as_messages(prompt), tokenize=False, add_generation_prompt=True

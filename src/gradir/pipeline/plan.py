@@ -109,7 +109,11 @@ def measure_timings(context: Any, sample: list[str], done: set[str]) -> Timings:
 
 
 def cached_calls(context: Any, done: set[str]) -> dict[str, CachedCalls]:
-    """Run generate (and grade, when its pairs exist) through the cache-only view: the calls already paid for."""
+    """Run generate (and grade, when its pairs exist) through the cache-only view: the calls already paid for.
+
+    Not counted this way (planned as new calls): written documents, balancing and the
+    grader check, whose inputs exist only after stages that encode or write.
+    """
     from gradir.pipeline.files import PAIRS
     from gradir.pipeline.stages import pairs_to_grade, sampled_passage_ids, write_queries
 

@@ -96,6 +96,11 @@ class Context:
                                     batch_size=self.config.model.batch_size, **_encoding(self.config))
         return self._encoder
 
+    def release_index(self) -> None:
+        """Free the corpus index the encoding stages share, before a stage that needs the memory."""
+        if self._encoder is not None:
+            self._encoder.release_index()
+
     def close(self) -> None:
         for name in ("_client", "_grade_client"):
             if getattr(self, name) is not None:
@@ -305,6 +310,7 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
     from gradir.training import train
 
     settings = ctx.config.train
+    ctx.release_index()  # filtering and mining are done with it; training needs the memory
     if settings.launcher:
         return _launch_training(ctx, resume)
     result = train(
@@ -395,12 +401,21 @@ def evaluate_models(ctx: Context) -> dict[str, Any]:
     export_into_model_folder(ctx.path(MODEL), ctx.config.model.backend, ctx.config.model.precision)
     export_seconds = time.perf_counter() - start
     results = {}
-    for name, model in (("base", ctx.config.model.base or None), ("tuned", ctx.path(MODEL))):
-        encoder = Encoder(model, cache_dir=ctx.cache_dir, batch_size=ctx.config.model.batch_size, **_encoding(ctx.config))
-        result = evaluate(ctx.collection, split=settings.split, retriever=settings.retriever,
-                          encoder=encoder, top_k=settings.top_k)
+    # The base model is the run's own encoder (its corpus index, when still held, is reused);
+    # its index is freed before the tuned model's is built, so one corpus index is in memory at a time.
+    results["base"] = evaluate(ctx.collection, split=settings.split, retriever=settings.retriever,
+                               encoder=ctx.encoder(), top_k=settings.top_k)
+    ctx.release_index()
+    tuned_is_base = _selected_output(ctx.path(MODEL)) == "base"
+    if tuned_is_base:  # the validation handed back the base weights: the same vectors, nothing to encode
+        results["tuned"] = results["base"]
+    else:
+        tuned = Encoder(ctx.path(MODEL), cache_dir=ctx.cache_dir, batch_size=ctx.config.model.batch_size,
+                        **_encoding(ctx.config))
+        results["tuned"] = evaluate(ctx.collection, split=settings.split, retriever=settings.retriever,
+                                    encoder=tuned, top_k=settings.top_k)
+    for name, result in results.items():
         result.save(ctx.path(f"{EVAL}/{name}"))
-        results[name] = result
     tests = {
         metric: compare_per_query(results["base"].per_query, results["tuned"].per_query, metric).as_dict()
         for metric in ("ndcg@10", "recall@100")
@@ -416,7 +431,17 @@ def evaluate_models(ctx: Context) -> dict[str, Any]:
             "recall@100": {"base": results["base"].metrics["recall@100"], "tuned": results["tuned"].metrics["recall@100"]},
             "p_ndcg@10": tests["ndcg@10"]["p_randomization"], "queries": results["base"].queries,
             "encoding": f"{ctx.config.model.backend} {ctx.config.model.precision}",
-            "tuned_export_seconds": round(export_seconds, 1)}
+            "tuned_export_seconds": round(export_seconds, 1), "tuned_is_base": tuned_is_base}
+
+
+def _selected_output(model_dir: Path) -> str | None:
+    """What the validation handed back ("base", "interpolated", "tuned"), from the model's training.json."""
+    from gradir.pipeline.files import TRAINING_SUMMARY
+
+    try:
+        return json.loads((model_dir / TRAINING_SUMMARY).read_text(encoding="utf-8")).get("selection", {}).get("output")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def write_report(ctx: Context) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from gradir.cache_dir import default_cache_dir
 from gradir.collections.records import Document
 from gradir.console import progress
-from gradir.models import model_fingerprint, resolve_model_path
+from gradir.models import model_fingerprint, resolve_model_path, set_token_limit
 from gradir.retrieval.dense import EXACT, ApproximateSearch, DenseIndex
 from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
@@ -105,8 +105,7 @@ class Encoder:
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
-            if self.max_seq_length is not None:
-                self._model.max_seq_length = self.max_seq_length
+            set_token_limit(self._model, self.max_seq_length)
             if self.backend != "torch":
                 file = export_file(self._model, self.model_path, self.fingerprint, self.backend, self.precision, self.exports_dir)
                 use_runtime(self._model, file, self.backend)
@@ -134,6 +133,10 @@ class Encoder:
             vectors = self.encode_documents([documents[d].full_text for d in doc_ids])
             self._index = (key, DenseIndex(doc_ids, vectors, approximate))
         return self._index[1]
+
+    def release_index(self) -> None:
+        """Free the index :meth:`document_index` holds (its vectors stay in the embedding cache)."""
+        self._index = None
 
     def cached_count(self, texts: Sequence[str], kind: str = "document") -> int:
         """How many distinct ``texts`` already have a vector in the embedding cache (nothing is encoded)."""

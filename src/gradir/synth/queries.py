@@ -45,7 +45,7 @@ def query_yield(written: int, unfilled: int, answers: int) -> dict[str, float | 
 
 def truncate_passage(text: str, client: LLMClient, max_tokens: int) -> tuple[str, bool]:
     """Cut a passage to ``max_tokens`` tokens of the LLM (counted by its tokenizer when it has one)."""
-    count = getattr(client.backend, "count_tokens", None) or (lambda t: int(len(t.split()) * 1.4) + 1)
+    count = client.backend.count_tokens
     tokens = count(text)
     if tokens <= max_tokens:
         return text, False

@@ -40,7 +40,7 @@ from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
-from gradir.models import resolve_model_path
+from gradir.models import resolve_model_path, set_token_limit
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, choose, snapshot
 from gradir.training.validation import hold_out, lexical_neighbours
@@ -316,8 +316,7 @@ def train(
         selection = Selection(validation.describe(), validation.score(student))
         epochs = EpochScores(student, validation, selection)
     model_limit = student.max_seq_length
-    if settings.max_seq_length:
-        student.max_seq_length = settings.max_seq_length
+    limited = set_token_limit(student, settings.max_seq_length or None)
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
     args = SentenceTransformerTrainingArguments(
         **settings.trainer_arguments(out / CHECKPOINTS, len(training.dataset)),
@@ -330,7 +329,8 @@ def train(
     final_loss, steps, first_step = _fit(trainer, out, resume, trained_loss)
     if epochs is not None:
         epochs.score(trainer.state.epoch or 0.0, steps)  # the last model, when training ended mid-epoch
-    student.max_seq_length = model_limit
+    if limited:
+        set_token_limit(student, model_limit)
     if epochs is not None:
         choose(student, base_state, epochs, settings.alphas)
         err_console.print(selection.sentence())
