@@ -22,59 +22,38 @@ can avoid at a fixed number of requests in flight.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradir.llm import LLMClient, SamplingSettings, load_backend  # noqa: E402
+from json_server import JSONServer  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 
-class SleepingServer:
+class SleepingServer(JSONServer):
     """Answers each chat request after ``latency`` s (+ ``delay`` s for every tenth); counts requests in flight."""
 
     def __init__(self, latency: float, delay: float):
         self.latency, self.delay = latency, delay
         self.count = self.in_flight = self.most_in_flight = 0
-        lock = threading.Lock()
-        server = self
+        self._lock = threading.Lock()
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with lock:
-                    server.count += 1
-                    n, server.in_flight = server.count, server.in_flight + 1
-                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
-                time.sleep(server.latency + (server.delay if n % 10 == 0 else 0.0))
-                with lock:
-                    server.in_flight -= 1
-                body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "a query"}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.http.request_queue_size = 256
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+    def _answer(self, _path: str, _request: dict) -> dict:
+        with self._lock:
+            self.count += 1
+            n, self.in_flight = self.count, self.in_flight + 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(self.latency + (self.delay if n % 10 == 0 else 0.0))
+        with self._lock:
+            self.in_flight -= 1
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "a query"}}]}
 
     def reset(self) -> None:
         self.count = self.in_flight = self.most_in_flight = 0
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
 
 
 def measure(server: SleepingServer, concurrency: int, requests: int, chunked: bool) -> tuple[float, int]:

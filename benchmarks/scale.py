@@ -39,12 +39,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ann_recall import BEIR, passages, static_encoder  # noqa: E402
+from json_server import JSONServer  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
@@ -83,34 +83,12 @@ def build_encoder(root: Path) -> Path:
 
 # --- an LLM whose answers cost nothing --------------------------------------------------
 
-class InstantServer:
+class InstantServer(JSONServer):
     """OpenAI-compatible chat and completions answers made from the prompt's own words, at once."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                answer = completion(request) if self.path.endswith("/completions") and "messages" not in request \
-                    else chat(request)
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.http.request_queue_size = 256
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__(lambda path, request: completion(request) if path.endswith("/completions")
+                         and "messages" not in request else chat(request))
 
 
 def chat(request: dict) -> dict:
