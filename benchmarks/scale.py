@@ -117,14 +117,16 @@ def completion(request: dict) -> dict:
 
 # --- measuring a child process ----------------------------------------------------------
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its descendants (from /proc)."""
+def tree_rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident bytes of a process and its descendants (from /proc): ``VmRSS`` all of them, ``RssAnon``
+    those not backed by a file (memory-mapped files, such as the embedding cache, count in VmRSS
+    while their pages are resident, but the kernel can drop them)."""
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
         try:
             with open(f"/proc/{current}/status") as status:
-                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")), 0)
+                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":")), 0)
             with open(f"/proc/{current}/task/{current}/children") as children:
                 todo += [int(c) for c in children.read().split()]
         except (FileNotFoundError, ProcessLookupError):
@@ -145,7 +147,7 @@ def running_stage(state_path: Path) -> str:
 
 
 def monitored(command: list[str], state_path: Path | None, env: dict[str, str]) -> tuple[float, dict[str, int], str]:
-    """Run ``command``; wall seconds, peak RSS per stage, and stdout."""
+    """Run ``command``; wall seconds, peak RSS per stage (and per stage + ``" anon"``, anonymous memory), and stdout."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     peaks: dict[str, int] = {}
@@ -155,6 +157,7 @@ def monitored(command: list[str], state_path: Path | None, env: dict[str, str]) 
     while reader.is_alive():
         stage = running_stage(state_path) if state_path else "all"
         peaks[stage] = max(peaks.get(stage, 0), tree_rss(child.pid))
+        peaks[stage + " anon"] = max(peaks.get(stage + " anon", 0), tree_rss(child.pid, "RssAnon"))
         time.sleep(0.2)
     seconds = time.perf_counter() - start
     if child.returncode != 0:
@@ -170,6 +173,8 @@ def disk(path: Path) -> int:
 
 # --- one size ---------------------------------------------------------------------------
 
+BATCH = 32  # texts per forward pass, gradir's default, in both gradir run and the plain row
+
 CONFIG = """
 [run]
 collection = "{collection}"
@@ -177,6 +182,7 @@ cache_dir = "{cache}"
 seed = 0
 [model]
 base = "{model}"
+batch_size = {batch}
 [llm]
 backend = "openai:{url}@instant"
 concurrency = 16
@@ -205,22 +211,23 @@ def pipeline_rows(size: int, work: Path, model: Path, server: InstantServer) -> 
     folder.mkdir(parents=True)
     config = folder / "gradir.toml"
     config.write_text(CONFIG.format(collection=collection, cache=folder / "cache", model=model, url=server.url,
-                                    passages=max(100, size // 100)), encoding="utf-8")
+                                    passages=max(100, size // 100), batch=BATCH), encoding="utf-8")
     out = folder / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIR_PROGRESS_SECONDS": "60"}
     command = [sys.executable, "-m", "gradir", "run", str(config), "--out", str(out), "--json"]
     seconds, peaks, stdout = monitored(command, out / "state.json", env)
     stages = json.loads(stdout)["stages"]
     rows = [{"size": size, "part": "load", "seconds": seconds - sum(s["seconds"] for s in stages.values()),
-             "peak_rss": peaks.get("load", 0), "disk": 0}]
+             "peak_rss": peaks.get("load", 0), "peak_anon": peaks.get("load anon", 0), "disk": 0}]
     for stage in STAGES:
         rows.append({"size": size, "part": stage.name, "seconds": stages[stage.name]["seconds"],
-                     "peak_rss": peaks.get(stage.name, 0),
+                     "peak_rss": peaks.get(stage.name, 0), "peak_anon": peaks.get(stage.name + " anon", 0),
                      "disk": sum(disk(out / top) for top in {Path(name).parts[0] for name in stage.outputs})})
     cache = folder / "cache"
     summary = {name: stages[name]["summary"] for name in ("generate", "filter", "grade", "evaluate")}
     ndcg = summary["evaluate"].get("ndcg@10", {})
     rows.append({"size": size, "part": "whole run", "seconds": seconds, "peak_rss": max(peaks.values()),
+                 "peak_anon": max(v for k, v in peaks.items() if k.endswith(" anon")),
                  "disk": disk(out) + disk(cache),
                  "note": f"{summary['generate'].get('written')} queries, {summary['filter'].get('written')} kept, "
                          f"{summary['grade'].get('written')} graded pairs; nDCG@10 {ndcg.get('base', 0):.4f} → "
@@ -229,7 +236,8 @@ def pipeline_rows(size: int, work: Path, model: Path, server: InstantServer) -> 
     again, peaks_again, stdout = monitored(command, out / "state.json", env)
     assert {s["status"] for s in json.loads(stdout)["stages"].values()} == {"skipped"}
     rows.append({"size": size, "part": "rerun, nothing changed", "seconds": again,
-                 "peak_rss": max(peaks_again.values()), "disk": 0})
+                 "peak_rss": max(peaks_again.values()),
+                 "peak_anon": max(v for k, v in peaks_again.items() if k.endswith(" anon")), "disk": 0})
     return rows
 
 
@@ -245,7 +253,7 @@ with open(sys.argv[2] + "/qrels/test.tsv") as qrels:
 with open(sys.argv[2] + "/queries.jsonl") as lines:
     queries = [r["text"] for r in map(json.loads, lines) if r["_id"] in judged]
 start = time.perf_counter()
-vectors = model.encode(texts, batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
+vectors = model.encode(texts, batch_size=int(sys.argv[3]), normalize_embeddings=True, convert_to_numpy=True)
 encoded = time.perf_counter() - start
 index = faiss.IndexFlatIP(vectors.shape[1])
 index.add(vectors)
@@ -256,18 +264,19 @@ print(json.dumps({"encode": encoded, "search": time.perf_counter() - start - enc
 
 def plain_row(size: int, work: Path, model: Path) -> dict:
     collection = build_collection(work, size)
-    seconds, peaks, stdout = monitored([sys.executable, "-c", PLAIN, str(model), str(collection)], None, dict(os.environ))
+    seconds, peaks, stdout = monitored([sys.executable, "-c", PLAIN, str(model), str(collection), str(BATCH)], None, dict(os.environ))
     parts = json.loads(stdout)
     return {"size": size, "part": "plain ST + FAISS (encode, exact search)", "seconds": seconds,
-            "peak_rss": peaks["all"], "disk": 0,
+            "peak_rss": peaks["all"], "peak_anon": peaks["all anon"], "disk": 0,
             "note": f"encode {parts['encode']:.1f} s, search {parts['search']:.1f} s"}
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| passages | part | seconds | peak RSS (MB) | disk (MB) | note |", "|---|---|---|---|---|---|"]
+    lines = ["| passages | part | seconds | peak RSS (MB) | peak anonymous (MB) | disk (MB) | note |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['size']:,} | {r['part']} | {r['seconds']:.1f} | {r['peak_rss'] / 2**20:,.0f} | "
-                     f"{r['disk'] / 2**20:,.1f} | {r.get('note', '')} |")
+                     f"{r['peak_anon'] / 2**20:,.0f} | {r['disk'] / 2**20:,.1f} | {r.get('note', '')} |")
     sizes = sorted({r["size"] for r in rows})
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gradir.collections.records import Document
+from gradir.retrieval.embedding_cache import EmbeddingCache
 from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
@@ -84,3 +87,59 @@ def test_models_are_local_paths_only(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(GradirError, match="not a sentence-transformers model"):
         Encoder(tmp_path / "empty", cache_dir=False)
+
+
+def _append_from_process(directory: str, worker: int) -> None:
+    cache = EmbeddingCache(directory, "shared")
+    for chunk in range(20):
+        keys = [f"{worker}-{chunk}-{i}".encode() for i in range(7)]
+        cache.put_many(keys, np.full((7, 4), worker * 1000 + chunk, dtype=np.float32))
+
+
+def test_appends_from_several_processes_each_keep_their_own_vectors(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_from_process, args=(str(tmp_path), w)) for w in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    cache = EmbeddingCache(tmp_path, "shared")
+    keys = [f"{w}-{c}-{i}".encode() for w in range(3) for c in range(20) for i in range(7)]
+    rows = cache.rows_of(keys)
+    assert len(cache) == len(keys) and len(set(rows.tolist())) == len(keys)
+    expected = np.repeat([w * 1000 + c for w in range(3) for c in range(20)], 7)
+    np.testing.assert_array_equal(cache.vectors(rows)[:, 0], expected)
+
+
+def test_a_torn_row_left_by_a_crash_is_written_over_and_nothing_indexed_is_lost(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, "crash")
+    cache.put_many([b"a", b"b"], np.array([[1, 1, 1], [2, 2, 2]], dtype=np.float32))
+    with open(cache.vectors_path, "ab") as file:  # a crash while appending: half a row, never indexed
+        file.write(np.float32(9).tobytes() * 2)
+    again = EmbeddingCache(tmp_path, "crash")
+    again.put_many([b"c"], np.array([[3, 3, 3]], dtype=np.float32))
+    rows = again.rows_of([b"a", b"b", b"c", b"d"])
+    assert rows[-1] == -1
+    np.testing.assert_array_equal(again.vectors(rows[:3]), [[1, 1, 1], [2, 2, 2], [3, 3, 3]])
+    assert cache.vectors_path.stat().st_size == 3 * 3 * 4
+
+
+def test_a_collection_encoded_in_one_go_is_searched_in_place_and_any_other_is_copied(tmp_path: Path) -> None:
+    documents = {f"d{i}": Document(f"d{i}", text) for i, text in enumerate(TEXTS + ["green tea and cancer"])}
+    first = Encoder(cache_dir=tmp_path)
+    first.encode_documents([TEXTS[1]])  # cached before the collection, and another text after it:
+    first.encode_documents(["an unrelated text"])  # the collection's rows are not one block
+    mixed = first.document_index(documents)
+    assert not np.shares_memory(mixed._vectors, first._cache._mapped(1))
+
+    in_one_go = {f"e{i}": Document(f"e{i}", f"{text} (second collection)") for i, text in enumerate(TEXTS)}
+    block = first.document_index(in_one_go)
+    assert np.shares_memory(block._vectors, first._cache._mapped(1))
+
+    queries = first.encode_queries(TEXTS)
+    reference = Encoder(cache_dir=False).encode_documents([d.full_text for d in in_one_go.values()])
+    for index, ids in ((block, list(in_one_go)), (mixed, list(documents)[:3])):
+        found = index.search(["q0", "q1", "q2"], queries, 1)
+        assert [next(iter(found[f"q{i}"])) for i in range(3)] == ids
+    np.testing.assert_allclose(np.stack([block._vectors[block.doc_ids.index(d)] for d in in_one_go]), reference, atol=1e-5)

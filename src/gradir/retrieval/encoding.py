@@ -1,9 +1,10 @@
 """Encoding texts with a sentence-transformers model, through the embedding cache.
 
 Texts are de-duplicated, looked up in the cache, and only the missing ones are
-encoded, longest first in chunks that are written to the cache as they finish: a
+encoded, longest first in chunks that are appended to the cache as they finish: a
 second encoding of the same corpus reads vectors from disk without loading the
-model, and an interrupted encoding resumes where it stopped.
+model, and an interrupted encoding resumes where it stopped. The cache is one
+memory-mapped file per encoder (:mod:`gradir.retrieval.embedding_cache`).
 
 The forward pass runs in PyTorch, ONNX Runtime or OpenVINO, in fp32 or int8
 (:mod:`gradir.retrieval.runtimes`); backend and precision are part of the cache key, since an
@@ -13,7 +14,7 @@ int8 vector is not an fp32 vector.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,14 +124,24 @@ class Encoder:
         A pipeline run searches one collection with one encoder in several stages (the
         round-trip filter, mining, the grader check, the base evaluation): the index is
         built the first time and kept while the same document ids are searched with the
-        same index settings, so the corpus' vectors are neither read from the cache nor
-        copied into FAISS again. The encoder holds one index at a time.
+        same index settings. The encoder holds one index at a time. When the collection's
+        vectors are one block of the embedding cache's file (a collection encoded in one
+        go), exact search reads that block where it lies: no copy in the process' memory.
         """
         doc_ids = list(documents)
         key = (hashlib.blake2b("\n".join(doc_ids).encode(), digest_size=16).digest(), approximate)
         if self._index is None or self._index[0] != key:
             self._index = None  # the previous index's memory goes before the next one is built
-            vectors = self.encode_documents([documents[d].full_text for d in doc_ids])
+            if self._cache is None:
+                vectors = self.encode_documents([documents[d].full_text for d in doc_ids])
+            else:
+                rows = self._cached_rows(lambda i: documents[doc_ids[i]].full_text, len(doc_ids), "document")
+                block = self._cache.block_of(rows)
+                if block is None:
+                    vectors = self._cache.vectors(rows)
+                else:
+                    vectors, order = block
+                    doc_ids = [doc_ids[i] for i in order]
             self._index = (key, DenseIndex(doc_ids, vectors, approximate))
         return self._index[1]
 
@@ -148,36 +159,52 @@ class Encoder:
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given.
 
-        The rows are written into one array as they come from the cache or the model:
-        no table of per-text vectors and no stacked copy, so memory holds the result
-        plus one chunk. A text repeated in ``texts`` is looked up and encoded once.
+        Only texts without a cached vector are encoded; a text repeated in ``texts`` is
+        looked up and encoded once. The result is one array gathered from the cache
+        file (or, with no cache, filled as the model's chunks come): no table of
+        per-text vectors and no stacked copy.
         """
+        if not texts:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        if self._cache is not None:
+            return self._cache.vectors(self._cached_rows(lambda i: texts[i], len(texts), kind))
         prompt = self.prompts[kind]
         first_row: dict[bytes, int] = {}
         repeats: list[tuple[int, int]] = []  # (row, row of the text's first occurrence)
         for row, text in enumerate(texts):
-            key = text_key(prompt + text)
-            if key in first_row:
-                repeats.append((row, first_row[key]))
-            else:
-                first_row[key] = row
+            first = first_row.setdefault(text_key(prompt + text), row)
+            if first != row:
+                repeats.append((row, first))
         result = _Rows(len(texts))
-        if self._cache is not None:
-            for key, vector in self._cache.iter_many(list(first_row)):
-                result.put(first_row[key], vector)
-        missing = [key for key, row in first_row.items() if not result.has(row)]
-        self.cache_hits += len(first_row) - len(missing)
-        if missing:
-            self._encode_missing(missing, lambda key: prompt + texts[first_row[key]], kind,
-                                 lambda key, vector: result.put(first_row[key], vector))
-        if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        self._encode_missing(list(first_row), lambda key: prompt + texts[first_row[key]], kind,
+                             lambda key, vector: result.put(first_row[key], vector))
         for row, source in repeats:
             result.array[row] = result.array[source]
         return result.array
 
-    def _encode_missing(self, missing: list[bytes], text_of, kind: str, store) -> None:
-        """Encode the texts of ``missing`` keys in chunks, caching each chunk and handing each vector to ``store``."""
+    def _cached_rows(self, text_at: Callable[[int], str], count: int, kind: str) -> np.ndarray:
+        """The cache row of each of ``count`` texts (``text_at(i)``), encoding and storing those not cached yet.
+
+        Texts are read one at a time through ``text_at``, so a collection's texts are
+        never all held at once: only their 16-byte keys.
+        """
+        assert self._cache is not None
+        prompt = self.prompts[kind]
+        keys = [text_key(prompt + text_at(i)) for i in range(count)]
+        rows = self._cache.rows_of(keys)
+        absent = np.flatnonzero(rows < 0)
+        first_of: dict[bytes, int] = {}
+        for i in absent:
+            first_of.setdefault(keys[i], int(i))
+        self.cache_hits += len(dict.fromkeys(keys)) - len(first_of)
+        if first_of:
+            self._encode_missing(list(first_of), lambda key: prompt + text_at(first_of[key]), kind, None)
+            rows[absent] = self._cache.rows_of([keys[i] for i in absent])
+        return rows
+
+    def _encode_missing(self, missing: list[bytes], text_of: Callable[[bytes], str], kind: str,
+                        store: Callable[[bytes, np.ndarray], None] | None) -> None:
+        """Encode the texts of ``missing`` keys in chunks, appending each chunk to the cache and handing each vector to ``store``."""
         # Longest first, so each chunk's batches hold texts of similar length.
         missing = sorted(missing, key=lambda k: len(text_of(k)), reverse=True)
         with progress() as bar:
@@ -193,8 +220,9 @@ class Encoder:
                 ).astype(np.float32, copy=False)
                 if self._cache is not None:
                     self._cache.put_many(chunk, embeddings)
-                for key, vector in zip(chunk, embeddings):
-                    store(key, vector)
+                if store is not None:
+                    for key, vector in zip(chunk, embeddings):
+                        store(key, vector)
                 self.encoded_count += len(chunk)
                 bar.advance(task, len(chunk))
 
@@ -205,13 +233,8 @@ class _Rows:
     def __init__(self, count: int):
         self.count = count
         self.array = np.zeros((0, 0), dtype=np.float32)
-        self._filled = np.zeros(count, dtype=bool)
 
     def put(self, row: int, vector: np.ndarray) -> None:
         if self.array.shape[0] != self.count:
             self.array = np.empty((self.count, vector.shape[0]), dtype=np.float32)
         self.array[row] = vector
-        self._filled[row] = True
-
-    def has(self, row: int) -> bool:
-        return bool(self._filled[row])
