@@ -24,7 +24,13 @@ disk its outputs take; "load" is everything before the first stage (config, coll
 plan). Then the same run again with nothing changed (every stage skipped). Beside it,
 "plain": the encode-and-search part done directly with sentence-transformers and FAISS
 (encode the collection, exact inner-product search for the 300 queries), in its own
-child process, measured the same way.
+child process, measured the same way, at the same batch size. Last, the collection's BM25
+index (what training's validation searches for distractors) built from scratch and then
+loaded as the run saved it in its cache, each in a child process.
+
+Memory is reported twice: peak RSS (what ``top`` shows) and peak anonymous memory, which
+leaves out the resident pages of memory-mapped files (the embedding cache, a saved BM25
+index): those the kernel can drop and read again.
 """
 
 from __future__ import annotations
@@ -262,6 +268,29 @@ print(json.dumps({"encode": encoded, "search": time.perf_counter() - start - enc
 """
 
 
+BM25 = """
+import json, sys, time
+from gradir.collections import load_collection
+from gradir.retrieval.bm25 import collection_index
+documents = load_collection(sys.argv[1]).documents
+start = time.perf_counter()
+collection_index(documents, None if sys.argv[2] == "-" else sys.argv[2])
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def bm25_rows(size: int, work: Path) -> list[dict]:
+    """The collection's BM25 index built (as training's validation does the first time), then loaded as the run saved it."""
+    collection, cache = build_collection(work, size), work / f"run-{size}" / "cache"
+    rows = []
+    for part, where in (("BM25 index built (not saved)", "-"), ("BM25 index loaded as the run saved it", str(cache))):
+        _, peaks, stdout = monitored([sys.executable, "-c", BM25, str(collection), where], None, dict(os.environ))
+        rows.append({"size": size, "part": part, "seconds": json.loads(stdout)["seconds"], "peak_rss": peaks["all"],
+                     "peak_anon": peaks["all anon"], "disk": 0 if where == "-" else disk(cache / "bm25"),
+                     "note": "seconds: the index only; memory: with the collection loaded"})
+    return rows
+
+
 def plain_row(size: int, work: Path, model: Path) -> dict:
     collection = build_collection(work, size)
     seconds, peaks, stdout = monitored([sys.executable, "-c", PLAIN, str(model), str(collection), str(BATCH)], None, dict(os.environ))
@@ -303,6 +332,7 @@ def main() -> None:
     try:
         for size in args.sizes:
             rows += pipeline_rows(size, args.work, model, server)
+            rows += bm25_rows(size, args.work)
             rows.append(plain_row(size, args.work, model))
             print(render(rows), flush=True)
             (args.work / "scale.json").write_text(json.dumps(rows, indent=1))
@@ -317,7 +347,9 @@ def main() -> None:
             "on average, so encoding it costs more than 10× the 100k one; the plain row shows by how much); "
             "StaticEmbedding from all-MiniLM-L6-v2's token embeddings; an instant local "
             "OpenAI-compatible LLM; generate.passages = 1% of the collection, mine.top_k 8, likelihood grader, "
-            "20 training steps. Peak RSS includes child processes (the training launcher).",
+            "20 training steps; model.batch_size 32 in gradir and in the plain row. Peak RSS includes child "
+            "processes (the training launcher) and the resident pages of memory-mapped files (the embedding "
+            "cache); peak anonymous memory leaves those out.",
             table,
         )
 

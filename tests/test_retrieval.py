@@ -6,7 +6,8 @@ import pytest
 from conftest import TINY
 from gradir.collections import load_collection
 from gradir.retrieval.encoding import Encoder
-from gradir.retrieval.bm25 import BM25Index
+from gradir.collections.records import Document
+from gradir.retrieval.bm25 import BM25Index, collection_index
 from gradir.retrieval.dense import ApproximateSearch, DenseIndex
 from gradir.retrieval.search import search
 
@@ -51,6 +52,23 @@ def test_bm25_stems_and_ranks_matching_documents_first() -> None:
     assert list(run["q1"])[0] == "a"
     assert set(run["q1"]) == {"a", "c"}
     assert run["q2"] == {}
+
+
+def test_a_collection_bm25_index_is_saved_once_and_loaded_memory_mapped_with_the_same_results(tmp_path) -> None:
+    texts = ["Statins lower cholesterol", "Running shoes", "Cholesterol levels rise", "Statin trials in the elderly"]
+    documents = {f"d{i}": Document(f"d{i}", text) for i, text in enumerate(texts)}
+    queries = (["q1", "q2"], ["statin cholesterols", "shoes for running"])
+    built = collection_index(documents, tmp_path)
+    loaded = collection_index(documents, tmp_path)
+    assert isinstance(loaded.retriever.scores["data"], np.memmap)
+    assert not isinstance(built.retriever.scores["data"], np.memmap)
+    assert loaded.search(*queries, top_k=4) == built.search(*queries, top_k=4)
+    assert len(list((tmp_path / "bm25").iterdir())) == 1
+
+    edited = {**documents, "d1": Document("d1", "Statins and cholesterol in runners")}  # same ids, new text
+    assert "d1" in collection_index(edited, tmp_path).search(*queries, top_k=4)["q1"]
+    assert "d1" not in loaded.search(*queries, top_k=4)["q1"]
+    assert len(list((tmp_path / "bm25").iterdir())) == 2
 
 
 def test_every_retriever_finds_the_judged_documents(tmp_path) -> None:

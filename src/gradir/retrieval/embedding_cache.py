@@ -148,9 +148,13 @@ class EmbeddingCache:
             self._map = np.memmap(self.vectors_path, dtype=_DTYPE, mode="r", shape=(rows, dim))
         return self._map
 
+    def unmap(self) -> None:
+        """Let go of the file's mapping (arrays handed out keep theirs): its pages stop counting as this process' memory."""
+        self._map = None
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
 
     def close(self) -> None:
-        self._map = None
+        self.unmap()
         self._db.close()

@@ -84,7 +84,9 @@ class Encoder:
         self._index: tuple[tuple[bytes, ApproximateSearch], DenseIndex] | None = None
         directory = default_cache_dir() if cache_dir in (None, True, False) else Path(cache_dir)
         self.exports_dir = Path(exports_dir) if exports_dir is not None else directory
-        if cache_dir is not False:
+        # The cache folder (None with caching off): embeddings, and the BM25 indexes searched beside them.
+        self.cache_root: Path | None = None if cache_dir is False else directory
+        if self.cache_root is not None:
             self._cache = EmbeddingCache(directory, self.cache_namespace())
 
     @cached_property
@@ -146,8 +148,10 @@ class Encoder:
         return self._index[1]
 
     def release_index(self) -> None:
-        """Free the index :meth:`document_index` holds (its vectors stay in the embedding cache)."""
+        """Free the index :meth:`document_index` holds (its vectors stay in the embedding cache), and unmap the cache file."""
         self._index = None
+        if self._cache is not None:
+            self._cache.unmap()
 
     def cached_count(self, texts: Sequence[str], kind: str = "document") -> int:
         """How many distinct ``texts`` already have a vector in the embedding cache (nothing is encoded)."""

@@ -7,7 +7,8 @@ from typing import Literal
 
 from gradir.collections.records import Document, Query
 from gradir.errors import GradirError
-from gradir.retrieval.bm25 import BM25Index
+from gradir.cache_dir import default_cache_dir
+from gradir.retrieval.bm25 import collection_index
 from gradir.retrieval.dense import EXACT, ApproximateSearch
 from gradir.retrieval.encoding import Encoder
 from gradir.retrieval.fusion import reciprocal_rank_fusion
@@ -29,10 +30,11 @@ def search(
     """The ``top_k`` documents of each query. Hybrid fuses dense and BM25 with RRF.
 
     ``approximate`` chooses the dense index (:mod:`gradir.retrieval.dense`); exact by default.
+    BM25's index is saved in the encoder's cache folder (with no encoder, the default
+    one; with the encoder's cache off, not at all) and reused for the same documents.
     """
     if retriever not in RETRIEVERS:
         raise GradirError(f"unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
-    doc_ids = list(documents)
     query_ids = list(queries)
     query_texts = [queries[q].text for q in query_ids]
     runs: list[Run] = []
@@ -41,6 +43,6 @@ def search(
         index = encoder.document_index(documents, approximate)
         runs.append(index.search(query_ids, encoder.encode_queries(query_texts), top_k))
     if retriever in ("bm25", "hybrid"):
-        index = BM25Index(doc_ids, [documents[d].full_text for d in doc_ids])
-        runs.append(index.search(query_ids, query_texts, top_k))
+        cache = default_cache_dir() if encoder is None else encoder.cache_root
+        runs.append(collection_index(documents, cache).search(query_ids, query_texts, top_k))
     return runs[0] if len(runs) == 1 else reciprocal_rank_fusion(runs, top_k=top_k)

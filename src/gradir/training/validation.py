@@ -80,7 +80,8 @@ class ValidationSet:
 def lexical_neighbours(documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY) -> Distractors:
     """A function of the held-out queries (id -> text): BM25's top ``per_query`` documents of each, best ranks first.
 
-    The BM25 index is built when the function is called: :func:`hold_out` calls it once,
+    The BM25 index is built (or loaded from the cache folder, where it is saved for the next
+    run on the same documents) when the function is called: :func:`hold_out` calls it once,
     and only when the corpus is above ``max_documents``.
     """
     from gradir.retrieval.search import search
