@@ -129,10 +129,14 @@ def test_rerun_skips_everything_and_a_new_loss_reruns_only_train_evaluate_report
     pairs = len(pq.read_table(run / "pairs.parquet"))
     assert grade_plan["work"] == f"{pairs} pairs (likelihood); {pairs} cached + 20 check pairs"
     assert grade_plan["llm_calls"] == 20 and not grade_plan["done"]
+    # Validation's BM25 index was saved in the run's cache by the first training: the second loads it.
+    saved = root / "cache" / "bm25"
+    before = (sorted(p.name for p in saved.iterdir()), saved.stat().st_mtime_ns)
     rerun = run_cli("run", changed, "--out", run, "--json")
     assert rerun.returncode == 0, rerun.stderr
     ran = {name for name, s in json.loads(rerun.stdout)["stages"].items() if s["status"] == "ran"}
     assert ran == {"train", "evaluate", "report"}
+    assert before[0] and (sorted(p.name for p in saved.iterdir()), saved.stat().st_mtime_ns) == before
     assert json.loads((run / "model" / "training.json").read_text())["loss"] == "listwise_kl"
 
 

@@ -191,9 +191,9 @@ def filter_queries(ctx: Context) -> dict[str, Any]:
     if not settings.enabled:
         _write_rows(ctx.path(KEPT), as_rows(queries))
         return {"written": len(queries), "read": len(queries), "enabled": False}
-    encoder = ctx.encoder() if settings.retriever != "bm25" else None
-    result = round_trip_filter(queries, ctx.collection.documents, top_k=settings.top_k,
-                               retriever=settings.retriever, encoder=encoder, approximate=ctx.config.index.approximate())
+    # With BM25 the encoder only lends its cache folder, where the collection's BM25 index is saved.
+    result = round_trip_filter(queries, ctx.collection.documents, top_k=settings.top_k, retriever=settings.retriever,
+                               encoder=ctx.encoder(), approximate=ctx.config.index.approximate())
     if not result.kept:
         raise GradirError(f"the round-trip filter kept none of {len(queries)} queries (try a larger filter.top_k)")
     _write_rows(ctx.path(KEPT), as_rows(result.kept))
@@ -230,7 +230,7 @@ def mine(ctx: Context) -> dict[str, Any]:
         {q.query_id: Query(q.query_id, q.text) for q in queries},
         {q.query_id: q.source_doc_id for q in queries},
         ctx.collection.documents, retriever=settings.retriever, top_k=settings.top_k, skip_top=settings.skip_top,
-        encoder=ctx.encoder() if settings.retriever != "bm25" else None, approximate=ctx.config.index.approximate(),
+        encoder=ctx.encoder(), approximate=ctx.config.index.approximate(),  # BM25: the encoder's cache folder only
     )
     _write_rows(ctx.path(PAIRS), [asdict(c) for c in candidates])
     return {"written": len(candidates), "queries": len(queries)}
@@ -316,7 +316,7 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
     result = train(
         ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL), model=ctx.config.model.base or None,
         settings=train_settings(ctx.config), resume=resume, extra_documents=synthetic_documents(ctx),
-        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx),
+        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx), cache_dir=ctx.cache_dir,
     )
     summary = result.summary()
     summary.pop("settings", None)

@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +96,6 @@ class EmbeddingCache:
         if (order < 0).any():
             return None
         return self._mapped(last + 1)[first : last + 1], order
-
-    def iter_many(self, keys: Sequence[bytes]) -> Iterator[tuple[bytes, np.ndarray]]:
-        """(key, vector) for each cached key among ``keys``."""
-        rows = self.rows_of(keys)
-        found = np.flatnonzero(rows >= 0)
-        if len(found):
-            vectors = self.vectors(rows[found])
-            for i, vector in zip(found, vectors):
-                yield keys[i], vector
 
     def count_cached(self, keys: Sequence[bytes]) -> int:
         """How many of ``keys`` have a vector (their vectors are not read)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from gradir.collections.records import Document, Query
@@ -26,12 +27,14 @@ def search(
     encoder: Encoder | None = None,
     top_k: int = 100,
     approximate: ApproximateSearch = EXACT,
+    cache_dir: Path | None = None,
 ) -> Run:
     """The ``top_k`` documents of each query. Hybrid fuses dense and BM25 with RRF.
 
     ``approximate`` chooses the dense index (:mod:`gradir.retrieval.dense`); exact by default.
-    BM25's index is saved in the encoder's cache folder (with no encoder, the default
-    one; with the encoder's cache off, not at all) and reused for the same documents.
+    BM25's index is saved in ``cache_dir`` and reused for the same documents; None: the
+    encoder's cache folder (not saved when its cache is off), or with no encoder the
+    default one (``$GRADIR_CACHE_DIR``).
     """
     if retriever not in RETRIEVERS:
         raise GradirError(f"unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
@@ -43,6 +46,6 @@ def search(
         index = encoder.document_index(documents, approximate)
         runs.append(index.search(query_ids, encoder.encode_queries(query_texts), top_k))
     if retriever in ("bm25", "hybrid"):
-        cache = default_cache_dir() if encoder is None else encoder.cache_root
+        cache = cache_dir or (default_cache_dir() if encoder is None else encoder.cache_root)
         runs.append(collection_index(documents, cache).search(query_ids, query_texts, top_k))
     return runs[0] if len(runs) == 1 else reciprocal_rank_fusion(runs, top_k=top_k)

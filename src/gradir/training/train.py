@@ -278,6 +278,7 @@ def train(
     loss_options: dict[str, Any] | None = None,
     extra_documents: Mapping[str, Document] | None = None,
     query_groups: Mapping[str, str] | None = None,
+    cache_dir: Path | None = None,
 ) -> TrainResult:
     """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
 
@@ -285,6 +286,8 @@ def train(
     (synthetic documents written for a level or for balancing the grades).
     ``query_groups`` maps a query to the group it is held out with (a synthetic query's
     source passage), so that no passage is on both sides of the validation split.
+    ``cache_dir``: where the BM25 index that validation searches is saved (None: the
+    default cache folder).
     """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
@@ -304,7 +307,7 @@ def train(
     judgments, validation = hold_out(
         judgments, documents, share=settings.validation_share, groups=query_groups,
         threshold=settings.threshold, seed=settings.seed, max_documents=settings.validation_documents,
-        distractors=lexical_neighbours(documents),
+        distractors=lexical_neighbours(documents, cache_dir=cache_dir),
     )
     training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)

@@ -29,6 +29,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -77,17 +78,20 @@ class ValidationSet:
         return score_run(self.qrels, run)[0]["ndcg@10"]
 
 
-def lexical_neighbours(documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY) -> Distractors:
+def lexical_neighbours(
+    documents: Mapping[str, Document], per_query: int = NEAREST_PER_QUERY, cache_dir: Path | None = None,
+) -> Distractors:
     """A function of the held-out queries (id -> text): BM25's top ``per_query`` documents of each, best ranks first.
 
-    The BM25 index is built (or loaded from the cache folder, where it is saved for the next
-    run on the same documents) when the function is called: :func:`hold_out` calls it once,
+    The BM25 index is built (or loaded from ``cache_dir``, default ``$GRADIR_CACHE_DIR``,
+    where it is saved for the next run on the same documents) when the function is called: :func:`hold_out` calls it once,
     and only when the corpus is above ``max_documents``.
     """
     from gradir.retrieval.search import search
 
     def find(queries: Mapping[str, str]) -> list[str]:
-        run = search(documents, {q: Query(q, text) for q, text in queries.items()}, "bm25", top_k=per_query)
+        run = search(documents, {q: Query(q, text) for q, text in queries.items()}, "bm25", top_k=per_query,
+                     cache_dir=cache_dir)
         ranked = [[did for did, _ in top_ranked(run.get(q, {}))] for q in queries]
         by_rank = [r[rank] for rank in range(per_query) for r in ranked if rank < len(r)]
         return list(dict.fromkeys(by_rank))
