@@ -70,7 +70,7 @@ REFERENCE = "reference (demo config)"
 
 VARIANTS: dict[str, dict[str, dict]] = {
     REFERENCE: {},
-    "likelihood alone (no retriever fusion)": {"grade": {"retriever_weight": 0.0}},
+    "likelihood alone (no retriever or BM25 fusion)": {"grade": {"retriever_weight": 0.0, "bm25_weight": 0.0}},
     "fused, label temperature 2": {"grade": {"temperature": 2.0}},
     "infonce": {"train": {"loss": "infonce"}},
     "wasserstein": {"train": {"loss": "wasserstein"}},

@@ -15,7 +15,10 @@ from gradir.grading import agreement, normalise_scores
 from gradir.grading.grade import Pair, grade_pairs
 from gradir.grading.judgments import read_judgments
 from gradir.llm import LLMClient, load_backend
+from gradir.grading.likelihood import fused_scores, labels_from_scores
 from gradir.retrieval.mining import mine_candidates
+from gradir.retrieval.search import search
+from gradir.tables import read_table
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,11 @@ def test_mining_keeps_the_source_and_honours_ranges_and_margins(tmp_path: Path) 
     assert {c.query_id: c.score for c in narrow if c.is_source} == pytest.approx(expected, abs=1e-5)
     with pytest.raises(Exception, match="margins compare cosine scores"):
         mine_candidates(queries, sources, collection.documents, retriever="bm25", relative_margin=0.1)
+    # every candidate carries its BM25 score for the query: the score BM25's own search gives it
+    bm25_run = search(collection.documents, queries, "bm25", top_k=len(collection.documents), cache_dir=tmp_path)
+    assert any(c.bm25_score > 0 for c in mined)
+    for candidate in mined:
+        assert candidate.bm25_score == pytest.approx(bm25_run[candidate.query_id].get(candidate.doc_id, 0.0))
 
 
 def test_llm_grades_sum_to_one_and_come_only_from_label_tokens(client: LLMClient) -> None:
@@ -107,7 +115,9 @@ def test_a_grader_is_checked_against_qrels_by_reranking_the_base_top_k(grader: s
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["queries"] == 3 and summary["pairs"] == 12 and summary["graded"] + sum(summary["grade_failures"].values()) == 12
-    assert set(summary) >= {"spearman", "weighted_kappa", "confusion", "ndcg@10_base", "ndcg@10_reranked", "rerank_test"}
+    assert set(summary) >= {"spearman", "weighted_kappa", "confusion", "ndcg@10_base", "ndcg@10_reranked", "rerank_test",
+                            "ndcg@10_teacher", "teacher_test"}
+    assert summary["teacher_test"]["queries"] == 3
     assert sum(map(sum, summary["confusion"])) == summary["graded"]
     assert summary["rerank_test"]["queries"] == 3
     pairwise = summary["pairwise_accuracy"]["vs_unjudged"]
@@ -143,6 +153,26 @@ def test_mine_then_grade_through_the_cli_with_balancing(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["llm_calls"] == 0
     floored = {(j.query_id, j.doc_id): j.grade for j in read_judgments(tmp_path / "again.jsonl")}
     assert floored[("s1", "d1")] == 3 and floored[("s2", "d5")] == 3
+
+    # The likelihood grader's labels come from its scores fused with the mined dense and BM25 scores.
+    fused_path = tmp_path / "fused.jsonl"
+    likelihood = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", fused_path, "--grader", "likelihood",
+                         "--retriever-weight", "0.3", "--bm25-weight", "0.3", "--json")
+    assert likelihood.returncode == 0, likelihood.stderr
+    rows = {(r["query_id"], r["doc_id"]): r for r in read_table(pairs)}
+    labelled = read_judgments(fused_path)
+    query_ids = [j.query_id for j in labelled]
+    fused = fused_scores(query_ids, [j.score for j in labelled], [
+        (0.3, [rows[j.query_id, j.doc_id]["score"] for j in labelled]),
+        (0.3, [rows[j.query_id, j.doc_id]["bm25_score"] for j in labelled]),
+    ])
+    expected = labels_from_scores(query_ids, fused)
+    assert [j.p_relevant for j in labelled] == pytest.approx([p for p, _ in expected])
+    assert [j.grade for j in labelled] == [g for _, g in expected]
+    assert all(j.grader.endswith("+retriever:0.3+bm25:0.3") for j in labelled)
+    too_heavy = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", tmp_path / "x.jsonl", "--grader",
+                        "likelihood", "--retriever-weight", "0.6", "--bm25-weight", "0.6")
+    assert too_heavy.returncode == 2 and "more than 1" in too_heavy.stderr and "Traceback" not in too_heavy.stderr
 
 
 def test_level_grader_labels_synthetic_documents(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_scores_become_labels_against_each_querys_best_candidate() -> None:
     assert labels[2][0] == pytest.approx(math.exp(-4.0)) and labels[2][1] == 0
 
 
-def test_fused_scores_weigh_each_querys_z_scores_and_treat_unretrieved_as_average() -> None:
+def test_fused_scores_weigh_each_querys_z_scores_and_treat_unscored_as_average() -> None:
     def z(values: list[float]) -> list[float]:
         mean = sum(values) / len(values)
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
@@ -74,18 +74,38 @@ def test_fused_scores_weigh_each_querys_z_scores_and_treat_unretrieved_as_averag
     query_ids = ["a", "a", "a", "b", "b"]
     likelihoods = [-1.0, -2.0, -4.0, -3.0, -1.0]
     retrieved = [0.2, None, 0.6, None, None]  # "a": one unretrieved document; "b": none retrieved
-    fused = fused_scores(query_ids, likelihoods, retrieved, retriever_weight=0.25)
+    fused = fused_scores(query_ids, likelihoods, [(0.25, retrieved)])
     own_a, ret_a = z(likelihoods[:3]), z([0.2, 0.6])
     assert fused[0] == pytest.approx(0.75 * own_a[0] + 0.25 * ret_a[0])
     assert fused[1] == pytest.approx(0.75 * own_a[1])  # the retriever never scored it: z = 0
     assert fused[2] == pytest.approx(0.75 * own_a[2] + 0.25 * ret_a[1])
     assert fused[3:] == pytest.approx(z(likelihoods[3:]))  # nothing retrieved: the likelihood alone
-    assert fused_scores(query_ids, likelihoods, retrieved, 0.0)[:3] == pytest.approx(own_a)
+    assert fused_scores(query_ids, likelihoods, [(0.0, retrieved)])[:3] == pytest.approx(own_a)
     # the retriever can overturn the likelihood's order: at w = 0.75 document 2 beats document 0
-    overturned = fused_scores(query_ids[:3], likelihoods[:3], [0.2, 0.4, 0.9], 0.75)
+    overturned = fused_scores(query_ids[:3], likelihoods[:3], [(0.75, [0.2, 0.4, 0.9])])
     assert overturned[2] > overturned[0]
-    with pytest.raises(ValueError, match="retriever_weight"):
-        fused_scores(query_ids, likelihoods, retrieved, 1.5)
+    with pytest.raises(ValueError, match="weights"):
+        fused_scores(query_ids, likelihoods, [(1.5, retrieved)])
+
+
+def test_a_second_signal_adds_its_weighted_z_scores_and_gives_its_weight_back_where_absent() -> None:
+    def z(values: list[float]) -> list[float]:
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        return [(v - mean) / std for v in values]
+
+    query_ids = ["a", "a", "a", "b", "b"]
+    likelihoods = [-1.0, -2.0, -4.0, -3.0, -1.0]
+    dense = [0.2, 0.5, 0.6, 0.3, 0.1]
+    bm25 = [7.0, 1.0, 3.0, None, None]  # "b": no BM25 score (documents written by the LLM)
+    fused = fused_scores(query_ids, likelihoods, [(0.3, dense), (0.3, bm25)])
+    own_a, dense_a, bm25_a = z(likelihoods[:3]), z(dense[:3]), z(bm25[:3])
+    for i in range(3):
+        assert fused[i] == pytest.approx(0.4 * own_a[i] + 0.3 * dense_a[i] + 0.3 * bm25_a[i])
+    # BM25's weight goes back to the likelihood for "b": 0.7 z(likelihood) + 0.3 z(dense)
+    assert fused[3:] == pytest.approx([0.7 * o + 0.3 * d for o, d in zip(z(likelihoods[3:]), z(dense[3:]))])
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        fused_scores(query_ids, likelihoods, [(0.6, dense), (0.6, bm25)])
 
 
 def test_the_openai_path_reads_exactly_the_querys_tokens_from_a_real_server(llama_server: str, hf) -> None:

@@ -40,7 +40,8 @@ def grade_command(
     sample: Annotated[int, typer.Option("--sample", min=1, help="Judged queries to check with --against-qrels.")] = 30,
     top_k: Annotated[int, typer.Option("--top-k", min=2, help="Base-retriever documents per query that --against-qrels grades and reranks.")] = 10,
     source_floor: Annotated[int, typer.Option("--source-floor", min=0, max=3, help="Grade the passage a query was written from at least this (0: trust the grader; `gradir run` uses 3).")] = 0,
-    retriever_weight: Annotated[float, typer.Option("--retriever-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' retriever scores at this weight (0: the likelihood alone).")] = 0.5,
+    retriever_weight: Annotated[float, typer.Option("--retriever-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' retriever scores (`score`) at this weight.")] = 0.3,
+    bm25_weight: Annotated[float, typer.Option("--bm25-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' BM25 scores (`bm25_score`) at this weight; both 0: the likelihood alone.")] = 0.3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of pair sampling and generation.")] = 0,
     no_cache: NoCacheOpt = False,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
@@ -70,9 +71,13 @@ def grade_command(
         raise GradirError("--pairs needs --collection (the documents to grade)")
     if balance and grader not in LLM_GRADERS:
         raise GradirError("--balance needs the llm grader")
+    if retriever_weight + bm25_weight > 1:
+        raise GradirError(f"--retriever-weight {retriever_weight} + --bm25-weight {bm25_weight} is more than 1 "
+                          "(the likelihood's weight is 1 minus both)")
     start = time.perf_counter()
     settings = GradeSection(grader=grader, cross_encoder=str(model or ""), samples=samples, balance=balance,
-                            budget=budget, source_floor=source_floor, retriever_weight=retriever_weight)
+                            budget=budget, source_floor=source_floor, retriever_weight=retriever_weight,
+                            bm25_weight=bm25_weight)
     if grader not in LLM_GRADERS:
         client = None
     else:

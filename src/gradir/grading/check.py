@@ -9,6 +9,9 @@ graded, and three things are reported:
   and reordered by the grader fused with the retriever: per query, the mean of the two
   scores' z-scores over the k documents (:func:`gradir.grading.likelihood.fused_scores`
   at weight 0.5; a teacher weaker than the retriever on some queries can still add to it);
+  and reordered by the labels themselves (``p_relevant``): the teacher the training
+  stage learns from, with whatever fusion the grader is set to (each pair carries the
+  base retriever's score and its BM25 score, as mined pairs do);
 - **pairwise accuracy**: among documents of one query, how often a judged-relevant
   document scores above a judged-non-relevant one, and above an unjudged one (ties
   count one half);
@@ -26,6 +29,7 @@ import random
 from collections.abc import Callable
 from itertools import product
 
+from gradir.cache_dir import default_cache_dir
 from gradir.collections.loader import Collection
 from gradir.collections.records import Query
 from gradir.retrieval.encoding import Encoder
@@ -34,6 +38,7 @@ from gradir.evaluation.metrics import score_run
 from gradir.grading.agreement import agreement
 from gradir.grading.grade import Grading, Pair
 from gradir.grading.likelihood import fused_scores
+from gradir.retrieval.bm25 import collection_index
 from gradir.retrieval.search import search
 
 
@@ -53,9 +58,15 @@ def check_against_qrels(
     chosen = sorted(random.Random(seed).sample(judged, min(queries, len(judged))))
     sample = {qid: Query(qid, collection.queries[qid].text) for qid in chosen}
     base = search(collection.documents, sample, "dense", encoder=encoder, top_k=top_k)
-    pairs = [Pair(qid, sample[qid].text, did, False) for qid in chosen for did in _ranked(base[qid])]
+    bm25 = collection_index(collection.documents, default_cache_dir() if encoder is None else encoder.cache_root)
+    pairs = [
+        Pair(qid, sample[qid].text, did, False, base[qid][did], bm25_score)
+        for qid in chosen
+        for did, bm25_score in zip(_ranked(base[qid]), bm25.score_documents(sample[qid].text, _ranked(base[qid])))
+    ]
     graded = grade(pairs)
     scores = {(j.query_id, j.doc_id): j.score for j in graded.judgments}
+    labels = {(j.query_id, j.doc_id): j.p_relevant for j in graded.judgments}
 
     # Each document's score, offset by a tiny amount of its base rank so that ties keep the base order.
     reranked = {
@@ -66,8 +77,14 @@ def check_against_qrels(
     base_means, base_per_query = score_run(sub_qrels, base)
     rerank_means, rerank_per_query = score_run(sub_qrels, _finite(reranked))
     fused_means, fused_per_query = score_run(sub_qrels, {qid: _fused(base[qid], reranked[qid]) for qid in base})
+    by_label = {
+        qid: {did: labels.get((qid, did), float("-inf")) - 1e-9 * rank for rank, did in enumerate(_ranked(run))}
+        for qid, run in base.items()
+    }
+    teacher_means, teacher_per_query = score_run(sub_qrels, _finite(by_label))
     test = compare_per_query(base_per_query, rerank_per_query, "ndcg@10")
     fused_test = compare_per_query(base_per_query, fused_per_query, "ndcg@10")
+    teacher_test = compare_per_query(base_per_query, teacher_per_query, "ndcg@10")
 
     human = [qrels[j.query_id].get(j.doc_id, 0) for j in graded.judgments]
     report = agreement(human, [j.score for j in graded.judgments], [j.grade for j in graded.judgments])
@@ -82,6 +99,8 @@ def check_against_qrels(
         "rerank_test": test.as_dict(),
         "ndcg@10_fused": fused_means["ndcg@10"],
         "fused_test": fused_test.as_dict(),
+        "ndcg@10_teacher": teacher_means["ndcg@10"],
+        "teacher_test": teacher_test.as_dict(),
         "pairwise_accuracy": _pairwise(scores, qrels, base),
         "grade_histogram": graded.histogram(),
         **report.as_dict(),
@@ -98,7 +117,7 @@ def _fused(retriever: dict[str, float], grader: dict[str, float]) -> dict[str, f
     finite = [grader[d] for d in ids if math.isfinite(grader[d])]
     lowest = min(finite, default=0.0)
     graded = [grader[d] if math.isfinite(grader[d]) else lowest for d in ids]
-    fused = fused_scores(["q"] * len(ids), graded, [retriever[d] for d in ids], retriever_weight=0.5)
+    fused = fused_scores(["q"] * len(ids), graded, [(0.5, [retriever[d] for d in ids])])
     return {d: f - 1e-9 * rank for rank, (d, f) in enumerate(zip(ids, fused))}
 
 

@@ -10,7 +10,8 @@ source passage is grade 3 and every other mined candidate a grade-0 negative, un
 The ``likelihood`` grader scores each pair by query likelihood and labels each query's
 candidates against its best one (:mod:`gradir.grading.likelihood`), its score fused
 with the retriever's (a pair's ``retriever_score``, the ``score`` column of mined pairs)
-when ``retriever_weight`` > 0.
+when ``retriever_weight`` > 0 and with BM25's (``bm25_score``, the ``bm25_score`` column)
+when ``bm25_weight`` > 0.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Pair:
     doc_id: str
     is_source: bool
     retriever_score: float | None = None  # the mining retriever's score; None: not retrieved
+    bm25_score: float | None = None  # the document's BM25 score for the query; None: not scored
 
 
 @dataclass
@@ -76,12 +78,13 @@ def read_pairs(path: Path | str, documents: dict[str, Document]) -> list[Pair]:
         if str(did) not in documents:
             log.add(path, pos, f"unknown document id '{did}' (not in the corpus)", "unknown document", unit)
             continue
-        score = row.get("score")
-        if score is not None and not isinstance(score, (int, float)):
-            log.add(path, pos, f"score '{score}' is not a number", "bad score", unit)
+        scores = {column: row.get(column) for column in ("score", "bm25_score")}
+        bad = next((c for c, v in scores.items() if v is not None and not isinstance(v, (int, float))), None)
+        if bad is not None:
+            log.add(path, pos, f"{bad} '{scores[bad]}' is not a number", "bad score", unit)
             continue
         pairs.append(Pair(str(qid), str(text), str(did), bool(row.get("is_source", False)),
-                          None if score is None else float(score)))
+                          *(None if v is None else float(v) for v in scores.values())))
     log.check()
     if not pairs:
         raise log.fatal(path, None, "no pairs found")
@@ -101,11 +104,12 @@ def grade_pairs(
     max_passage_tokens: int | None = None,
     likelihood_prompt: str | None = None,
     retriever_weight: float = 0.0,
+    bm25_weight: float = 0.0,
 ) -> Grading:
     """Judgments of ``pairs`` by one grader; ``max_passage_tokens`` None keeps each LLM grader's default.
 
-    ``retriever_weight`` fuses the likelihood grader's score with the pairs' retriever
-    scores before labelling (:func:`gradir.grading.likelihood.fused_scores`).
+    ``retriever_weight`` and ``bm25_weight`` fuse the likelihood grader's score with the
+    pairs' retriever and BM25 scores before labelling (:func:`gradir.grading.likelihood.fused_scores`).
     """
     if grader == "likelihood":
         if client is None:
@@ -123,9 +127,13 @@ def grade_pairs(
         query_ids = [p.query_id for p, _ in kept]
         label_scores = [s for _, s in kept]
         name = f"likelihood:{client.model_id}"
-        if retriever_weight > 0:
-            label_scores = fused_scores(query_ids, label_scores, [p.retriever_score for p, _ in kept], retriever_weight)
-            name += f"+retriever:{retriever_weight:g}"
+        if retriever_weight > 0 or bm25_weight > 0:
+            label_scores = fused_scores(query_ids, label_scores, [
+                (retriever_weight, [p.retriever_score for p, _ in kept]),
+                (bm25_weight, [p.bm25_score for p, _ in kept]),
+            ])
+            fusion = (("retriever", retriever_weight), ("bm25", bm25_weight))
+            name += "".join(f"+{signal}:{w:g}" for signal, w in fusion if w)
         labels = labels_from_scores(query_ids, label_scores, temperature)
         result.judgments = [
             Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, name, score)

@@ -40,6 +40,7 @@ def pair_grader(settings: GradeSection, documents: dict[str, Document], client: 
         pairs, documents, settings.grader, client=client, cross_encoder=settings.cross_encoder or None,
         samples=settings.samples, temperature=settings.temperature,
         max_passage_tokens=settings.max_passage_tokens or None, retriever_weight=settings.retriever_weight,
+        bm25_weight=settings.bm25_weight,
     )
 
 

@@ -153,10 +153,13 @@ class GradeSection(Section):
         "in nats per token, or in standard deviations when fused with the retriever"
     )
     retriever_weight: float = Field(
-        0.5, ge=0, le=1, description="likelihood: label from (1 - w) z(likelihood) + w z(retriever score) per query; "
-        "0: the likelihood alone"
+        0.3, ge=0, le=1, description="likelihood: weight w_r of the retriever's z-scored score in the label, "
+        "(1 - w_r - w_b) z(likelihood) + w_r z(retriever) + w_b z(bm25) per query; 0 and bm25_weight 0: the likelihood alone"
     )
-    max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 256, llm 400)")
+    bm25_weight: float = Field(
+        0.3, ge=0, le=1, description="likelihood: weight w_b of the candidate's z-scored BM25 score in the label"
+    )
+    max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 128, llm 400)")
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
     source_floor: int = Field(
@@ -260,6 +263,9 @@ class PipelineConfig(Section):
                 problems.append((("grade", "llm"), _describe(exc.errors()[0])))
         if self.grade.check_queries and self.grade.grader not in ("likelihood", "llm", "cross-encoder"):
             problems.append((("grade", "check_queries"), f'grader "{self.grade.grader}" cannot be checked against qrels'))
+        if self.grade.retriever_weight + self.grade.bm25_weight > 1:
+            problems.append((("grade", "bm25_weight"), f"{self.grade.bm25_weight} + grade.retriever_weight = "
+                             f"{self.grade.retriever_weight} is more than 1 (the likelihood's weight is 1 minus both)"))
         if self.grade.balance and self.grade.grader != "llm":
             problems.append((("grade", "balance"), 'balancing needs grade.grader = "llm"'))
         if self.mine.skip_top >= self.mine.top_k:

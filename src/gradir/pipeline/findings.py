@@ -65,10 +65,19 @@ def _concentration(histogram: dict[str, int]) -> str | None:
 
 def _grader_check(check: dict[str, Any]) -> str:
     rerank = check["rerank_test"]
-    verdict = "significantly better" if rerank["delta"] > 0 and rerank["p_randomization"] < SIGNIFICANCE else \
-        "significantly worse" if rerank["delta"] < 0 and rerank["p_randomization"] < SIGNIFICANCE else \
+    sentence = (f"Checked against {check['queries']} human-judged queries, the grader's order of the base top "
+                f"{check['top_k']} scored nDCG@10 {check['ndcg@10_reranked']:.4f} against {check['ndcg@10_base']:.4f} "
+                f"for the retriever's order ({rerank['delta']:+.4f}, p = {rerank['p_randomization']:.3f}): "
+                f"{_verdict(rerank)}.")
+    if "teacher_test" in check:
+        teacher = check["teacher_test"]
+        sentence += (f" Ordered by its training labels (p_relevant, after any fusion with the retriever and BM25 scores), "
+                     f"{check['ndcg@10_teacher']:.4f} ({teacher['delta']:+.4f}, p = {teacher['p_randomization']:.3f}): "
+                     f"{_verdict(teacher)}.")
+    return sentence
+
+
+def _verdict(test: dict[str, Any]) -> str:
+    return "significantly better" if test["delta"] > 0 and test["p_randomization"] < SIGNIFICANCE else \
+        "significantly worse" if test["delta"] < 0 and test["p_randomization"] < SIGNIFICANCE else \
         "not significantly different"
-    return (f"Checked against {check['queries']} human-judged queries, the grader's order of the base top "
-            f"{check['top_k']} scored nDCG@10 {check['ndcg@10_reranked']:.4f} against {check['ndcg@10_base']:.4f} "
-            f"for the retriever's order ({rerank['delta']:+.4f}, p = {rerank['p_randomization']:.3f}): "
-            f"{verdict}.")

@@ -194,12 +194,21 @@ def _grader_check_rows(check: dict | None) -> list[list[str]]:
         str(check["queries"]), f"{check['ndcg@10_base']:.4f}",
         f"{check['ndcg@10_reranked']:.4f} ({rerank['delta']:+.4f}, p {rerank['p_randomization']:.3f})",
         f"{check['ndcg@10_fused']:.4f} ({fused['delta']:+.4f}, p {fused['p_randomization']:.3f})",
+        _teacher_cell(check),
         "–" if accuracy is None else f"{accuracy:.3f}", f"{check['spearman']:.3f}",
     ]]
 
 
+def _teacher_cell(check: dict) -> str:
+    """The labels' order: absent from the checks of runs made before it was measured."""
+    if "teacher_test" not in check:
+        return "–"
+    test = check["teacher_test"]
+    return f"{check['ndcg@10_teacher']:.4f} ({test['delta']:+.4f}, p {test['p_randomization']:.3f})"
+
+
 GRADER_CHECK_HEADER = ["queries", "nDCG@10 base top 10", "reranked by the grader", "fused with the retriever",
-                       "pairwise accuracy (relevant > unjudged)", "Spearman ρ"]
+                       "ordered by the labels (the teacher)", "pairwise accuracy (relevant > unjudged)", "Spearman ρ"]
 
 
 def _skipped_sentence(skipped: dict) -> str:

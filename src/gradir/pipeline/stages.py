@@ -287,7 +287,7 @@ def pairs_to_grade(ctx: Context, written: list) -> tuple[list, dict[str, Documen
     """The mined pairs and the written documents' pairs, with every document they name."""
     from gradir.grading.grade import Pair
 
-    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"))
+    pairs = [Pair(r["query_id"], r["query_text"], r["doc_id"], r["is_source"], r.get("score"), r.get("bm25_score"))
              for r in read_table(ctx.path(PAIRS))]
     pairs += [Pair(d.query_id, d.query_text, d.doc_id, False) for d in written]
     return pairs, {**ctx.collection.documents, **{d.doc_id: Document(d.doc_id, d.text) for d in written}}
@@ -483,7 +483,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("documents", generate_documents, ("filter",),
           lambda c: {**c.documents.model_dump(), **(_llm_settings(c) if c.documents.enabled else {}), "seed": c.run.seed},
           (DOCUMENTS,), description="writing documents at relevance levels"),
-    Stage("mine", mine, ("filter",), lambda c: {**c.mine.model_dump(), **_encoding(c), **c.index.fingerprint()}, (PAIRS,), uses_model=True,
+    # "pair_scores": mined pairs carry each candidate's BM25 score too (runs mined before it mine again)
+    Stage("mine", mine, ("filter",),
+          lambda c: {**c.mine.model_dump(), **_encoding(c), **c.index.fingerprint(), "pair_scores": "retriever+bm25"},
+          (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
           lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader in ("llm", "likelihood") else {}),

@@ -75,6 +75,21 @@ class BM25Index:
             run[qid] = {self.doc_ids[i]: float(s) for i, s in zip(row_indices, row_scores) if s > 0}
         return run
 
+    def score_documents(self, query_text: str, doc_ids: Sequence[str]) -> list[float]:
+        """BM25 score of each of ``doc_ids`` for one query, whatever its rank (0: no shared term).
+
+        A document not in the index raises KeyError. bm25s scores the whole collection for
+        the query (one float per document); the positions map is built on first use.
+        """
+        if not hasattr(self, "_positions"):
+            self._positions = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+        tokens = bm25s.tokenize([query_text], stopwords=self.stopwords, stemmer=self.stemmer,
+                                return_ids=False, show_progress=False)[0]
+        if not tokens:
+            return [0.0] * len(doc_ids)
+        scores = self.retriever.get_scores(tokens)
+        return [float(scores[self._positions[d]]) for d in doc_ids]
+
 
 def collection_key(documents: Mapping[str, Document], settings: str) -> str:
     """A digest of every document's id and text, in order, and of the index settings."""
