@@ -65,12 +65,14 @@ def test_scores_become_labels_against_each_querys_best_candidate() -> None:
     assert labels[2][0] == pytest.approx(math.exp(-4.0)) and labels[2][1] == 0
 
 
-def test_fused_scores_weigh_each_querys_z_scores_and_treat_unscored_as_average() -> None:
-    def z(values: list[float]) -> list[float]:
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-        return [(v - mean) / std for v in values]
+def z(values: list[float]) -> list[float]:
+    """Standard scores, written out here independently of the code under test."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [(v - mean) / std for v in values]
 
+
+def test_fused_scores_weigh_each_querys_z_scores_and_treat_unscored_as_average() -> None:
     query_ids = ["a", "a", "a", "b", "b"]
     likelihoods = [-1.0, -2.0, -4.0, -3.0, -1.0]
     retrieved = [0.2, None, 0.6, None, None]  # "a": one unretrieved document; "b": none retrieved
@@ -89,11 +91,6 @@ def test_fused_scores_weigh_each_querys_z_scores_and_treat_unscored_as_average()
 
 
 def test_a_second_signal_adds_its_weighted_z_scores_and_gives_its_weight_back_where_absent() -> None:
-    def z(values: list[float]) -> list[float]:
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-        return [(v - mean) / std for v in values]
-
     query_ids = ["a", "a", "a", "b", "b"]
     likelihoods = [-1.0, -2.0, -4.0, -3.0, -1.0]
     dense = [0.2, 0.5, 0.6, 0.3, 0.1]
