@@ -42,6 +42,9 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert {(j["query_id"], j["doc_id"]) for j in judgments} == {(p["query_id"], p["doc_id"]) for p in pairs}
     # The source passage is graded at least grade.source_floor (3 by default).
     assert all(j["grade"] == 3 for j in judgments if any(p["is_source"] and p["doc_id"] == j["doc_id"] and p["query_id"] == j["query_id"] for p in pairs))
+    # Every mined pair carries its BM25 score, and the default labels fuse it with the dense score.
+    assert all(isinstance(p["bm25_score"], float) and isinstance(p["score"], float) for p in pairs)
+    assert all(j["grader"].endswith("+retriever:0.3+bm25:0.3") for j in judgments if j["grader"] != "source-floor")
     grading = stages["grade"]["summary"]
     check = grading["check"]  # grade.check_queries = 2: the grader on 2 judged queries' base top 10
     assert check["queries"] == 2 and check["pairs"] == 20 and 0.0 <= check["ndcg@10_reranked"] <= 1.0
@@ -74,6 +77,7 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     short = report.split("## In short", 1)[1].split("## Base against tuned", 1)[0]
     assert f"nDCG@10 went from {comparison['base']['ndcg@10']:.4f} to {comparison['tuned']['ndcg@10']:.4f}" in short
     assert "Checked against 2 human-judged queries" in short and "no curve to read" not in short
+    assert "Ordered by its training labels" in short
     generated = stages["generate"]["summary"]
     slots = generated["written"] + generated["unfilled"]
     assert f"The LLM filled {generated['written']} of {slots} query slots" in report  # yield, in words
