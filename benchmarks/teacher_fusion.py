@@ -34,7 +34,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import bm25s  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gradir.collections import load_collection  # noqa: E402
@@ -71,13 +70,8 @@ def split_signals(collection: Collection, queries: dict[str, Query], scorers: li
     base = search(collection.documents, queries, "dense", encoder=encoder, top_k=top_k)
     signals: Signals = {"dense": base}
     bm25 = collection_index(collection.documents, encoder.cache_root)
-    position = {did: i for i, did in enumerate(bm25.doc_ids)}
-    signals["bm25"] = {}
-    for qid, query in queries.items():
-        tokens = bm25s.tokenize([query.text], stopwords=bm25.stopwords, stemmer=bm25.stemmer,
-                                return_ids=False, show_progress=False)[0]
-        scores = bm25.retriever.get_scores(tokens) if tokens else np.zeros(len(bm25.doc_ids))
-        signals["bm25"][qid] = {did: float(scores[position[did]]) for did in base[qid]}
+    signals["bm25"] = {qid: dict(zip(base[qid], bm25.score_documents(query.text, list(base[qid]))))
+                       for qid, query in queries.items()}
     pairs = [Pair(qid, queries[qid].text, did, False) for qid in queries for did, _ in top_ranked(base[qid])]
     for scorer in scorers:
         model, tokens = scorer.split(":")

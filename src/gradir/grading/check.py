@@ -59,29 +59,23 @@ def check_against_qrels(
     sample = {qid: Query(qid, collection.queries[qid].text) for qid in chosen}
     base = search(collection.documents, sample, "dense", encoder=encoder, top_k=top_k)
     bm25 = collection_index(collection.documents, default_cache_dir() if encoder is None else encoder.cache_root)
+    ranked = {qid: _ranked(base[qid]) for qid in chosen}
     pairs = [
         Pair(qid, sample[qid].text, did, False, base[qid][did], bm25_score)
         for qid in chosen
-        for did, bm25_score in zip(_ranked(base[qid]), bm25.score_documents(sample[qid].text, _ranked(base[qid])))
+        for did, bm25_score in zip(ranked[qid], bm25.score_documents(sample[qid].text, ranked[qid]))
     ]
     graded = grade(pairs)
     scores = {(j.query_id, j.doc_id): j.score for j in graded.judgments}
     labels = {(j.query_id, j.doc_id): j.p_relevant for j in graded.judgments}
 
     # Each document's score, offset by a tiny amount of its base rank so that ties keep the base order.
-    reranked = {
-        qid: {did: scores.get((qid, did), float("-inf")) - 1e-9 * rank for rank, did in enumerate(_ranked(run))}
-        for qid, run in base.items()
-    }
+    reranked = _ordered_by(scores, ranked)
     sub_qrels = {qid: qrels[qid] for qid in chosen}
     base_means, base_per_query = score_run(sub_qrels, base)
     rerank_means, rerank_per_query = score_run(sub_qrels, _finite(reranked))
     fused_means, fused_per_query = score_run(sub_qrels, {qid: _fused(base[qid], reranked[qid]) for qid in base})
-    by_label = {
-        qid: {did: labels.get((qid, did), float("-inf")) - 1e-9 * rank for rank, did in enumerate(_ranked(run))}
-        for qid, run in base.items()
-    }
-    teacher_means, teacher_per_query = score_run(sub_qrels, _finite(by_label))
+    teacher_means, teacher_per_query = score_run(sub_qrels, _finite(_ordered_by(labels, ranked)))
     test = compare_per_query(base_per_query, rerank_per_query, "ndcg@10")
     fused_test = compare_per_query(base_per_query, fused_per_query, "ndcg@10")
     teacher_test = compare_per_query(base_per_query, teacher_per_query, "ndcg@10")
@@ -104,6 +98,14 @@ def check_against_qrels(
         "pairwise_accuracy": _pairwise(scores, qrels, base),
         "grade_histogram": graded.histogram(),
         **report.as_dict(),
+    }
+
+
+def _ordered_by(values: dict[tuple[str, str], float], ranked: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Each query's documents scored by ``values`` (-inf where missing), a tiny share of the base rank breaking ties."""
+    return {
+        qid: {did: values.get((qid, did), float("-inf")) - 1e-9 * rank for rank, did in enumerate(docs)}
+        for qid, docs in ranked.items()
     }
 
 
