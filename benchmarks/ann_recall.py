@@ -1,6 +1,6 @@
 """Approximate dense search against exact: recall@100 and speed, on collections of 100k+ passages.
 
-    python benchmarks/ann_recall.py [--sizes 100000 300000] [--queries 623]
+    python benchmarks/ann_recall.py [--sizes 100000 300000] [--indexes ivf ivfpq]
 
 Passages: the shipped SciFact and NFCorpus abstracts (8,816 documents) cut into
 sentences, every window of 1 to 6 consecutive sentences of a document one passage with
@@ -13,8 +13,10 @@ passages on 2 cores in a minute, and its vectors cluster by topic as real embedd
 which is what an approximate index's recall depends on. (The transformer itself would
 take hours on 2 cores at these sizes.)
 
-Per size: one exact, one HNSW and one IVF index are built, and each approximate one is
-searched at several ``ef_search`` / ``nprobe``. Per row: build seconds (of the index the
+Per size: one exact, one HNSW, two IVF (4√N and N/1000 cells) and one IVF-PQ index
+(``--indexes`` picks among the approximate ones) are built, and each approximate one is
+searched at several ``ef_search`` / ``nprobe`` / ``refine_factor``. The encoded vectors
+are kept in ``--work`` so a second run does not encode again. Per row: build seconds (of the index the
 row searches), search seconds for all queries at k = 100, recall@100
 (the share of exact search's top 100 the index returns, averaged over queries) and
 recall@10. Exact search is FAISS' ``IndexFlatIP``; the others are gradir's
@@ -28,6 +30,7 @@ import json
 import os
 import random
 import re
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -47,9 +50,10 @@ WINDOWS = 363_393  # distinct sentence windows of the shipped SciFact and NFCorp
 
 
 def built(size: int) -> dict[str, ApproximateSearch]:
-    """The indexes built at one size: exact, HNSW, IVF with 4√N cells (gradir's default) and with N/1000."""
+    """The indexes built at one size: exact, HNSW, IVF with 4√N cells (gradir's default) and with N/1000, IVF-PQ."""
     return {"exact": ApproximateSearch(), "hnsw": ApproximateSearch(kind="hnsw"), "ivf": ApproximateSearch(kind="ivf"),
-            "ivf-coarse": ApproximateSearch(kind="ivf", ivf_lists=max(16, size // 1000))}
+            "ivf-coarse": ApproximateSearch(kind="ivf", ivf_lists=max(16, size // 1000)),
+            "ivfpq": ApproximateSearch(kind="ivfpq")}
 
 
 SEARCHED = {  # label: (built index, search-time setting)
@@ -64,6 +68,10 @@ SEARCHED = {  # label: (built index, search-time setting)
     "ivf (N/1000 cells, nprobe 16)": ("ivf-coarse", {"nprobe": 16}),
     "ivf (N/1000 cells, nprobe 32)": ("ivf-coarse", {"nprobe": 32}),
     "ivf (N/1000 cells, nprobe 64)": ("ivf-coarse", {"nprobe": 64}),
+    "ivfpq (4√N cells, d/2 4-bit codes, nprobe 256, refine 8·k)": ("ivfpq", {"nprobe": 256}),
+    "ivfpq (4√N cells, d/2 4-bit codes, nprobe 512, refine 8·k)": ("ivfpq", {"nprobe": 512}),
+    "ivfpq (4√N cells, d/2 4-bit codes, nprobe 512, refine 16·k)": ("ivfpq", {"nprobe": 512, "refine_factor": 16}),
+    "ivfpq (4√N cells, d/2 4-bit codes, nprobe 1024, refine 8·k)": ("ivfpq", {"nprobe": 1024}),
 }
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -125,6 +133,23 @@ def static_encoder():
     return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights.detach().numpy())], device="cpu")
 
 
+def encoded(queries: list[str], size: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The queries' and the first ``size`` passages' vectors, encoded once and kept in ``work`` (``.npy``)."""
+    work.mkdir(parents=True, exist_ok=True)
+    paths = work / f"queries-{len(queries)}.npy", work / f"passages-{size}.npy"
+    if all(path.is_file() for path in paths):
+        return np.load(paths[0]), np.load(paths[1])
+    encoder = static_encoder()
+    query_vectors = encoder.encode(queries, batch_size=1024, normalize_embeddings=True, convert_to_numpy=True)
+    start = time.perf_counter()
+    vectors = encoder.encode(passages(size), batch_size=4096, normalize_embeddings=True, convert_to_numpy=True)
+    print(f"{size} passages encoded in {time.perf_counter() - start:.0f} s", flush=True)
+    for path, array in zip(paths, (query_vectors, vectors)):
+        np.save(path.with_suffix(".partial.npy"), array.astype(np.float32))
+        path.with_suffix(".partial.npy").rename(path)
+    return query_vectors, vectors
+
+
 def recall(exact: dict[str, dict[str, float]], found: dict[str, dict[str, float]], k: int) -> float:
     def top(run: dict[str, float]) -> set[str]:
         return set(sorted(run, key=run.get, reverse=True)[:k])
@@ -135,32 +160,38 @@ def recall(exact: dict[str, dict[str, float]], found: dict[str, dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--indexes", nargs="+", choices=[k for k in built(1) if k != "exact"],
+                        help="the approximate indexes to build (default: all); exact search always runs")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ann_recall",
+                        help="where the encoded vectors are kept between runs (delete to encode again)")
+    parser.add_argument("--repeats", type=int, default=1, help="search each setting this many times; the median is shown")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
-    encoder = static_encoder()
     queries = test_queries()
     query_ids = [f"q{i}" for i in range(len(queries))]
-    query_vectors = encoder.encode(queries, batch_size=1024, normalize_embeddings=True, convert_to_numpy=True)
-    texts = passages(max(args.sizes))
-    start = time.perf_counter()
-    vectors = encoder.encode(texts, batch_size=4096, normalize_embeddings=True, convert_to_numpy=True)
-    print(f"{len(texts)} passages encoded in {time.perf_counter() - start:.0f} s", flush=True)
+    query_vectors, vectors = encoded(queries, max(args.sizes), args.work)
     rows = []
     for size in args.sizes:
         ids = [f"p{i}" for i in range(size)]
         indexes: dict[str, tuple[DenseIndex, float]] = {}
-        settings_of = built(size)
+        settings_of = {kind: settings for kind, settings in built(size).items()
+                       if kind == "exact" or args.indexes is None or kind in args.indexes}
         for kind, settings in settings_of.items():
             start = time.perf_counter()
             indexes[kind] = (DenseIndex(ids, vectors[:size], settings), time.perf_counter() - start)
             print(f"{size}: {kind} built in {indexes[kind][1]:.0f} s", flush=True)
         exact_run = None
         for name, (kind, at) in SEARCHED.items():
+            if kind not in indexes:
+                continue
             index, build_seconds = indexes[kind]
             index.settings = replace(settings_of[kind], **at)
-            start = time.perf_counter()
-            run = index.search(query_ids, query_vectors, top_k=100)
-            searched = time.perf_counter() - start
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                run = index.search(query_ids, query_vectors, top_k=100)
+                times.append(time.perf_counter() - start)
+            searched = statistics.median(times)
             exact_run = exact_run or run
             rows.append({"size": size, "index": name, "build_s": build_seconds, "search_s": searched,
                          "recall@100": recall(exact_run, run, 100), "recall@10": recall(exact_run, run, 10)})
@@ -170,10 +201,12 @@ def main() -> None:
     if not args.no_record:
         append_section(
             "Approximate dense search: recall against exact",
-            "python benchmarks/ann_recall.py" + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != [100_000, 300_000] else ""),
+            "python benchmarks/ann_recall.py" + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != [100_000, 300_000] else "")
+            + (f" --indexes {' '.join(args.indexes)}" if args.indexes else "") + (f" --repeats {args.repeats}" if args.repeats > 1 else ""),
             f"Data: passages of 1-6 sentences cut from the shipped SciFact and NFCorpus abstracts; {len(queries)} test "
             "queries of both; vectors from a StaticEmbedding of all-MiniLM-L6-v2's token embeddings (384 dimensions). "
-            "Times are one run each, side by side in one process.",
+            + (f"Search times are the median of {args.repeats} runs" if args.repeats > 1 else "Times are one run each")
+            + ", side by side in one process.",
             table,
         )
 

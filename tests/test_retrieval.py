@@ -24,7 +24,7 @@ def test_dense_index_is_exact_cosine_search() -> None:
     assert len(run["a"]) == 5
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
 def test_approximate_indexes_find_most_of_the_exact_top_k_with_exact_scores(kind: str) -> None:
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(40, 32))
@@ -44,6 +44,18 @@ def test_approximate_indexes_find_most_of_the_exact_top_k_with_exact_scores(kind
             assert score == pytest.approx(float(docs[int(did[1:])] @ row), abs=1e-5)
     with pytest.raises(ValueError, match="unknown index"):
         ApproximateSearch(kind="annoy")
+
+
+def test_a_collection_too_small_to_train_pq_codes_is_searched_exactly() -> None:
+    rng = np.random.default_rng(2)
+    docs = rng.normal(size=(300, 32)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    ids, qids = [f"d{i}" for i in range(300)], ["a", "b"]
+    small = DenseIndex(ids, docs, ApproximateSearch(kind="ivfpq"))
+    assert small.settings.kind == "exact"
+    assert small.search(qids, docs[:2], top_k=10) == DenseIndex(ids, docs).search(qids, docs[:2], top_k=10)
+    with pytest.raises(ValueError, match="pq_subvectors 5 does not divide the 32 dimensions"):
+        DenseIndex([f"d{i}" for i in range(700)], np.resize(docs, (700, 32)), ApproximateSearch(kind="ivfpq", pq_subvectors=5))
 
 
 def test_bm25_stems_and_ranks_matching_documents_first() -> None:

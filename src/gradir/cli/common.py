@@ -25,7 +25,7 @@ LenientOpt = Annotated[bool, typer.Option("--lenient", help="Skip bad records an
 SplitOpt = Annotated[str, typer.Option("--split", help="Which qrels split to evaluate on.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="Encoding precision: fp32, or int8 (onnx, openvino).")]
-IndexOpt = Annotated[str, typer.Option("--index", help="Dense index: exact, hnsw or ivf (approximate; default parameters, see [index] in the config).")]
+IndexOpt = Annotated[str, typer.Option("--index", help="Dense index: exact, hnsw, ivf or ivfpq (approximate; default parameters, see [index] in the config).")]
 
 
 LLMOpt = Annotated[str, typer.Option("--llm", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH.")]

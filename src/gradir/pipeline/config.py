@@ -105,12 +105,15 @@ class FilterSection(Section):
 class IndexSection(Section):
     """The dense index that filtering and mining search (evaluation always searches exactly)."""
 
-    kind: Literal["exact", "hnsw", "ivf"] = Field("exact", description="exact | hnsw | ivf (FAISS; approximate for large collections)")
+    kind: Literal["exact", "hnsw", "ivf", "ivfpq"] = Field(
+        "exact", description="exact | hnsw | ivf | ivfpq (FAISS; approximate for large collections)")
     hnsw_m: int = Field(32, ge=2, description="hnsw: links per vector")
     ef_construction: int = Field(200, ge=1, description="hnsw: candidates kept while building")
     ef_search: int = Field(512, ge=1, description="hnsw: candidates kept while searching (at least top_k); 512: recall@100 0.92 at 300k")
     ivf_lists: int = Field(0, ge=0, description="ivf: k-means cells; 0: 4 x sqrt(documents)")
-    nprobe: int = Field(256, ge=1, description="ivf: cells a query visits; 256: recall@100 0.97 at 300k")
+    nprobe: int = Field(0, ge=0, description="ivf, ivfpq: cells a query visits; 0: 256 (ivf), 512 (ivfpq)")
+    pq_subvectors: int = Field(0, ge=0, description="ivfpq: 4-bit codes per vector; 0: one per 2 dimensions")
+    refine_factor: int = Field(8, ge=1, description="ivfpq: candidates re-scored exactly, as a multiple of top_k")
 
     def approximate(self):
         """These settings as :class:`gradir.retrieval.dense.ApproximateSearch`."""

@@ -11,6 +11,18 @@ recall for speed (:class:`ApproximateSearch`):
 - ``ivf``: an inverted file (k-means into ``ivf_lists`` cells, 0: 4·√N, at most N/39 so
   every cell has FAISS' minimum of training points); a query visits the ``nprobe``
   nearest cells.
+- ``ivfpq``: the same cells, but each vector stored as a 4-bit product-quantisation code
+  of its residual (``pq_subvectors`` codes of 4 bits; 0: one per 2 dimensions), scanned
+  with FAISS' SIMD "fast scan" kernels (André et al. 2019), and the best
+  ``refine_factor`` · k candidates re-scored exactly against the stored vectors
+  (FAISS factory string ``IVF{lists},PQ{m}x4fsr,RFlat``). The scan reads 96 bytes a
+  vector instead of 1,536 (384 dimensions), which is what makes probing many cells cheap;
+  the exact re-scoring gives back exact scores and most of the recall PQ loses. Memory:
+  the vectors once more plus the codes.
+
+``nprobe`` 0 means the kind's default: 256 for ``ivf``, 512 for ``ivfpq``. Fewer than
+624 vectors (39 per 4-bit code, FAISS' minimum to train the codebooks) cannot train an
+``ivfpq`` index; such a collection is searched exactly, which at that size is also faster.
 
 benchmarks/ann_recall.py measures their recall@100 against exact search and their speed.
 The defaults are its 2026-11-24 figures (100k and 300k passages, 623 queries): HNSW at
@@ -33,8 +45,9 @@ import numpy as np
 from gradir.retrieval.run import Run
 
 _QUERY_BATCH = 1024
-IndexKind = Literal["exact", "hnsw", "ivf"]
-INDEX_KINDS: tuple[str, ...] = ("exact", "hnsw", "ivf")
+_PQ_MINIMUM_VECTORS = 39 * 16
+IndexKind = Literal["exact", "hnsw", "ivf", "ivfpq"]
+INDEX_KINDS: tuple[str, ...] = ("exact", "hnsw", "ivf", "ivfpq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +59,9 @@ class ApproximateSearch:
     ef_construction: int = 200
     ef_search: int = 512
     ivf_lists: int = 0
-    nprobe: int = 256
+    nprobe: int = 0
+    pq_subvectors: int = 0
+    refine_factor: int = 8
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -56,6 +71,17 @@ class ApproximateSearch:
         """IVF cells for ``size`` vectors."""
         wanted = self.ivf_lists or round(4 * math.sqrt(size))
         return max(1, min(wanted, size // 39))
+
+    def probes(self) -> int:
+        """Cells a query visits (``nprobe``, or the kind's default when 0)."""
+        return self.nprobe or (512 if self.kind == "ivfpq" else 256)
+
+    def subvectors_for(self, dim: int) -> int:
+        """PQ codes per vector for ``dim`` dimensions (0: one per 2 dimensions); must divide ``dim``."""
+        wanted = self.pq_subvectors or max(1, dim // 2)
+        if dim % wanted:
+            raise ValueError(f"pq_subvectors {wanted} does not divide the {dim} dimensions")
+        return wanted
 
 
 EXACT = ApproximateSearch()
@@ -70,6 +96,11 @@ def build_approximate_index(vectors: np.ndarray, settings: ApproximateSearch) ->
     elif settings.kind == "ivf":
         lists = settings.lists_for(len(vectors))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+    elif settings.kind == "ivfpq":
+        lists = settings.lists_for(len(vectors))
+        factory = f"IVF{lists},PQ{settings.subvectors_for(dim)}x4fsr,RFlat"
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
     else:
         raise ValueError(f"'{settings.kind}' is not an approximate index")
@@ -93,6 +124,8 @@ class DenseIndex:
         if len(doc_ids) != len(doc_vectors):
             raise ValueError(f"{len(doc_ids)} ids for {len(doc_vectors)} vectors")
         self.doc_ids = list(doc_ids)
+        if approximate.kind == "ivfpq" and len(doc_ids) < _PQ_MINIMUM_VECTORS:
+            approximate = EXACT
         self.settings = approximate
         vectors = np.ascontiguousarray(doc_vectors, dtype=np.float32)
         self._vectors = vectors if approximate.kind == "exact" else None
@@ -108,8 +141,11 @@ class DenseIndex:
         k = min(top_k, len(self.doc_ids))
         if self.settings.kind == "hnsw":
             self._index.hnsw.efSearch = max(self.settings.ef_search, k)
-        elif self.settings.kind == "ivf":
-            self._index.nprobe = min(self.settings.nprobe, self._index.nlist)
+        elif self.settings.kind in ("ivf", "ivfpq"):
+            cells = faiss.extract_index_ivf(self._index)
+            cells.nprobe = min(self.settings.probes(), cells.nlist)
+        if self.settings.kind == "ivfpq":
+            self._index.k_factor = self.settings.refine_factor
         vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)
         run: Run = {}
         for start in range(0, len(query_ids), _QUERY_BATCH):
