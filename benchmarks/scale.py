@@ -3,9 +3,11 @@
     python benchmarks/scale.py [--sizes 100000 300000] [--work /tmp/gradir-scale]
 
 Collection: SciFact's 5,183 abstracts with their ids, queries and test qrels, and beside
-them passages made from the shipped SciFact and NFCorpus text (``ann_recall.passages``:
-windows of 1-6 sentences of each abstract, title first, deduplicated and shuffled; past
-the 363,393 windows there are, two random windows joined) up to the size asked for. So
+them passages made from the shipped SciFact and NFCorpus text up to the size asked for:
+each passage two random windows of 1-6 sentences of an abstract (``ann_recall.windows``,
+title first) joined, distinct, drawn with one seed, so every size has the same passage
+length distribution and a smaller collection's passages are the first of a larger one's
+(encoding costs the same per passage at every size, and a stage's growth is its own). So
 evaluation is SciFact's test split (300 queries) searched over the whole collection.
 
 Encoder: a sentence-transformers ``StaticEmbedding`` made from all-MiniLM-L6-v2's own token
@@ -49,7 +51,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ann_recall import BEIR, passages, static_encoder  # noqa: E402
+from ann_recall import BEIR, WINDOWS, static_encoder, windows  # noqa: E402
 from json_server import JSONServer  # noqa: E402
 from results_file import append_section  # noqa: E402
 
@@ -59,9 +61,19 @@ PASSAGE_IN_PROMPT = re.compile(r"Passage:\s*(.+?)(?:\n|$)", re.S)
 
 # --- the collection -------------------------------------------------------------------
 
+def joined_passages(limit: int) -> list[str]:
+    """``limit`` distinct passages, each two sentence windows joined (seed 1): one length distribution at every size."""
+    found = windows(WINDOWS)
+    chosen: dict[str, None] = {}
+    draw = random.Random(1)
+    while len(chosen) < limit:
+        chosen.setdefault(f"{draw.choice(found)} {draw.choice(found)}", None)
+    return list(chosen)
+
+
 def build_collection(root: Path, size: int) -> Path:
-    """SciFact (ids, queries, test qrels) plus window passages up to ``size`` documents in all."""
-    folder = root / f"collection-{size}"
+    """SciFact (ids, queries, test qrels) plus joined window passages up to ``size`` documents in all."""
+    folder = root / f"collection-joined-{size}"
     if (folder / "corpus.jsonl").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +82,7 @@ def build_collection(root: Path, size: int) -> Path:
     shutil.copy(BEIR / "scifact" / "qrels" / "test.tsv", folder / "qrels" / "test.tsv")
     with open(BEIR / "scifact" / "corpus.jsonl", encoding="utf-8") as lines:
         scifact = [line for line in lines if line.strip()]
-    extra = passages(size - len(scifact))
+    extra = joined_passages(size - len(scifact))
     partial = folder / "corpus.jsonl.partial"
     with open(partial, "w", encoding="utf-8") as out:
         out.writelines(scifact)
@@ -203,6 +215,7 @@ grader = "likelihood"
 epochs = 1
 batch_size = 32
 max_steps = 20
+validation_share = 0.0  # the tuned model is always the one evaluated, so evaluate re-encodes at every size
 [eval]
 split = "test"
 """
@@ -342,12 +355,12 @@ def main() -> None:
     if not args.no_record:
         append_section(
             "A large collection through gradir run", f"python benchmarks/scale.py --sizes {' '.join(map(str, args.sizes))}",
-            "SciFact (5,183 abstracts, its 300 test queries) plus window passages of the shipped SciFact and NFCorpus "
-            "text up to each size (past 363,393 windows, two windows joined: the 1M collection's passages are longer "
-            "on average, so encoding it costs more than 10× the 100k one; the plain row shows by how much); "
+            "SciFact (5,183 abstracts, its 300 test queries) plus passages of the shipped SciFact and NFCorpus "
+            "text up to each size, each two random sentence windows joined (one length distribution at every size); "
             "StaticEmbedding from all-MiniLM-L6-v2's token embeddings; an instant local "
             "OpenAI-compatible LLM; generate.passages = 1% of the collection, mine.top_k 8, likelihood grader, "
-            "20 training steps; model.batch_size 32 in gradir and in the plain row. Peak RSS includes child "
+            "20 training steps, no validation hold-out (the tuned model is evaluated, re-encoding the collection, "
+            "at every size); model.batch_size 32 in gradir and in the plain row; exact search. Peak RSS includes child "
             "processes (the training launcher) and the resident pages of memory-mapped files (the embedding "
             "cache); peak anonymous memory leaves those out.",
             table,
