@@ -20,7 +20,9 @@ recall for speed (:class:`ApproximateSearch`):
   the exact re-scoring gives back exact scores and most of the recall PQ loses. Memory:
   the vectors once more plus the codes.
 
-``nprobe`` 0 means the kind's default: 256 for ``ivf``, 512 for ``ivfpq``. Fewer than
+``nprobe`` 0 means the kind's default: 256 for ``ivf``, 512 for ``ivfpq`` (at 1M passages,
+2026-12-02: recall@100 0.970 at 9.0× exact search's speed, one thread each; plain IVF at
+256 keeps 0.955 but is barely faster than exact). Fewer than
 624 vectors (39 per 4-bit code, FAISS' minimum to train the codebooks) cannot train an
 ``ivfpq`` index; such a collection is searched exactly, which at that size is also faster.
 
