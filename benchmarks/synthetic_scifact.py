@@ -20,8 +20,8 @@ Every variant starts from a copy of the reference run directory and changes one 
 evaluate; the grader: grade onwards; the query types: everything from generation), and
 the shared LLM and embedding caches make repeated calls free. Rows: the reference
 (configs/demo-scifact.toml: the five query types in rotation, round-trip filter, mined
-candidates graded by query likelihood fused with the retriever's score, BiXSE), the
-labels from the likelihood alone, softer labels (temperature 2 standard deviations: a
+candidates graded by query likelihood fused with the retriever's and BM25's scores, BiXSE), the
+labels from the likelihood alone, from the two retrievers alone (the LLM's weight 0), softer labels (temperature 2 standard deviations: a
 mined candidate 2.2 below the source, the typical gap, gets p ≈ 0.33), the other four losses on the same
 judgments (Wasserstein in both forms), BiXSE for 8 and 20 epochs instead of 2, at
 learning rate 1e-4, and without the validation hold-out, and one ablation per row:
@@ -71,6 +71,7 @@ REFERENCE = "reference (demo config)"
 VARIANTS: dict[str, dict[str, dict]] = {
     REFERENCE: {},
     "likelihood alone (no retriever or BM25 fusion)": {"grade": {"retriever_weight": 0.0, "bm25_weight": 0.0}},
+    "retrievers alone (0.5 dense + 0.5 BM25, no LLM share)": {"grade": {"retriever_weight": 0.5, "bm25_weight": 0.5}},
     "fused, label temperature 2": {"grade": {"temperature": 2.0}},
     "infonce": {"train": {"loss": "infonce"}},
     "wasserstein": {"train": {"loss": "wasserstein"}},
