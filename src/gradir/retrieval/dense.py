@@ -95,14 +95,13 @@ def build_approximate_index(vectors: np.ndarray, settings: ApproximateSearch) ->
     if settings.kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.ef_construction
-    elif settings.kind == "ivf":
+    elif settings.kind in ("ivf", "ivfpq"):
         lists = settings.lists_for(len(vectors))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-    elif settings.kind == "ivfpq":
-        lists = settings.lists_for(len(vectors))
-        factory = f"IVF{lists},PQ{settings.subvectors_for(dim)}x4fsr,RFlat"
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if settings.kind == "ivf":
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        else:
+            factory = f"IVF{lists},PQ{settings.subvectors_for(dim)}x4fsr,RFlat"
+            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
     else:
         raise ValueError(f"'{settings.kind}' is not an approximate index")
