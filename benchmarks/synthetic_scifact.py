@@ -67,6 +67,7 @@ from results_file import append_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
 REFERENCE = "reference (demo config)"
+DEFAULT_CONFIG = ROOT / "configs" / "demo-scifact.toml"
 
 VARIANTS: dict[str, dict[str, dict]] = {
     REFERENCE: {},
@@ -93,7 +94,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo-scifact.toml")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--reference", type=Path, help="a finished run of --config to start from (copied)")
     parser.add_argument("--reference-cache", type=Path, help="the cache directory that run used (copied)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
@@ -243,16 +244,23 @@ def run_all(names: list[str], base: dict, work: Path, args: argparse.Namespace, 
     return rows
 
 
+def shown(path: Path) -> str:
+    """A config's path as the table shows it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def record(table: str, args: argparse.Namespace, minutes: float) -> None:
     config = tomllib.loads(args.config.read_text(encoding="utf-8"))
     passages = args.passages or config.get("generate", {}).get("passages", 80)
     append_section(
         "Synthetic-only adaptation on SciFact",
         f"python benchmarks/synthetic_scifact.py{' --reference RUN --reference-cache CACHE' if args.reference else ''}"
+        f"{' --config ' + shown(args.config) if args.config.resolve() != DEFAULT_CONFIG else ''}"
         f"{' --passages ' + str(args.passages) if args.passages else ''}"
         f"{' --seeds ' + ' '.join(map(str, args.seeds)) if args.seeds else ''}"
         f"{' --variants ' + ' '.join(repr(v) for v in args.variants) if set(args.variants) != set(VARIANTS) else ''}",
-        f"Data: {args.config.relative_to(ROOT)} ({passages} sampled SciFact passages, embedded SmolLM2-135M, no human label), "
+        f"Data: {shown(args.config)} ({passages} sampled SciFact passages, embedded SmolLM2-135M, no human label), "
         f"evaluated on the full test split (300 queries, 5,183 documents). The min column is the time each variant "
         f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.",
         table,
