@@ -86,7 +86,12 @@ def passages(limit: int) -> list[str]:
     found = windows(min(limit, WINDOWS))
     if limit <= len(found):
         return found
-    chosen, draw = dict.fromkeys(found), random.Random(1)
+    return with_joined_windows(dict.fromkeys(found), found, limit)
+
+
+def with_joined_windows(chosen: dict[str, None], found: list[str], limit: int) -> list[str]:
+    """``chosen`` topped up to ``limit`` distinct passages, each two random windows of ``found`` joined (seed 1)."""
+    draw = random.Random(1)
     while len(chosen) < limit:
         chosen.setdefault(f"{draw.choice(found)} {draw.choice(found)}", None)
     return list(chosen)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ann_recall import BEIR, WINDOWS, static_encoder, windows  # noqa: E402
+from ann_recall import BEIR, WINDOWS, static_encoder, windows, with_joined_windows  # noqa: E402
 from json_server import JSONServer  # noqa: E402
 from results_file import append_section  # noqa: E402
 
@@ -63,12 +63,7 @@ PASSAGE_IN_PROMPT = re.compile(r"Passage:\s*(.+?)(?:\n|$)", re.S)
 
 def joined_passages(limit: int) -> list[str]:
     """``limit`` distinct passages, each two sentence windows joined (seed 1): one length distribution at every size."""
-    found = windows(WINDOWS)
-    chosen: dict[str, None] = {}
-    draw = random.Random(1)
-    while len(chosen) < limit:
-        chosen.setdefault(f"{draw.choice(found)} {draw.choice(found)}", None)
-    return list(chosen)
+    return with_joined_windows({}, windows(WINDOWS), limit)
 
 
 def build_collection(root: Path, size: int) -> Path:
