@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from gradir.cli.options import Options, option, section_option
 from gradir.errors import GradirError
+from gradir.pipeline.config import LLMSection, ModelSection
 
 app = typer.Typer(
     name="gradir",
@@ -19,21 +20,25 @@ app = typer.Typer(
     add_completion=False,
 )
 
-CollectionOpt = Annotated[Path, typer.Option("--collection", "-c", help="BEIR folder (corpus, queries, qrels/).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results on stdout.")]
-LenientOpt = Annotated[bool, typer.Option("--lenient", help="Skip bad records and report how many and why.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="Which qrels split to evaluate on.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="Encoding precision: fp32, or int8 (onnx, openvino).")]
-IndexOpt = Annotated[str, typer.Option("--index", help="Dense index: exact, hnsw, ivf or ivfpq (approximate; default parameters, see [index] in the config).")]
-
-
-LLMOpt = Annotated[str, typer.Option("--llm", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the LLM call cache.")]
-ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key (openai backend).")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once (openai backend).")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request (openai backend).")]
-RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of a failed request (openai backend).")]
+COLLECTION = option("collection", Path, "--collection", "-c", help="BEIR folder (corpus, queries, qrels/).")
+JSON = option("as_json", bool, "--json", default=False, help="Print one JSON object with the results on stdout.")
+LENIENT = option("lenient", bool, "--lenient", default=False, help="Skip bad records and report how many and why.")
+SPLIT = option("split", str, "--split", default="test", help="Which qrels split to evaluate on.")
+SEED = option("seed", int, "--seed", default=0, help="Seed of sampling, shuffling and initialisation.")
+INDEX = option("index", str, "--index", default="exact",
+               help="Dense index: exact, hnsw, ivf or ivfpq (approximate; default parameters, see [index] in the config).")
+ENCODING_RUNTIME = (
+    section_option(ModelSection, "backend", str, "--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino."),
+    section_option(ModelSection, "precision", str, "--precision", help="Encoding precision: fp32, or int8 (onnx, openvino)."),
+)
+LLM_CONNECTION = (
+    option("llm", str, "--llm", default="llamacpp", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH."),
+    option("no_cache", bool, "--no-cache", default=False, help="Neither read nor write the LLM call cache."),
+    section_option(LLMSection, "api_key_env", str, "--api-key-env", help="Environment variable holding the API key (openai backend)."),
+    section_option(LLMSection, "concurrency", int, "--concurrency", min=1),
+    section_option(LLMSection, "timeout", float, "--timeout", min=0.1),
+    section_option(LLMSection, "max_retries", int, "--max-retries", min=0),
+)
 
 
 def emit(result: dict, as_json: bool) -> None:
@@ -57,15 +62,15 @@ def approximate_search(kind: str):
     return ApproximateSearch(kind=kind)
 
 
-def llm_client(spec: str, no_cache: bool, api_key_env: str, concurrency: int, timeout: float, max_retries: int):
+def llm_client(options: Options):
+    """The ``LLM_CONNECTION`` options as a client (cached unless ``--no-cache``)."""
     from gradir.llm import LLMClient, load_backend
 
-    backend = load_backend(spec, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout, max_retries=max_retries)
-    return LLMClient(backend, cache_dir=False if no_cache else None)
+    backend = load_backend(options.llm, api_key_env=options.api_key_env, concurrency=options.concurrency,
+                           timeout=options.timeout, max_retries=options.max_retries)
+    return LLMClient(backend, cache_dir=False if options.no_cache else None)
 
 
 def llm_summary(client, written: int, out: Path, seconds: float, **extra) -> dict:
     """What a single-stage command wrote and the LLM calls it took."""
     return {"written": written, **client.usage_since(), "out": str(out), "seconds": round(seconds, 3), **extra}
-
-

@@ -3,112 +3,92 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
-import typer
-
-from gradir.cli.common import (
-    ApiKeyEnvOpt,
-    ConcurrencyOpt,
-    JsonOpt,
-    LLMOpt,
-    LenientOpt,
-    NoCacheOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    app,
-    emit,
-    llm_client,
-)
+from gradir.cli.common import LLM_CONNECTION, JSON, LENIENT, SEED, app, emit, llm_client
+from gradir.cli.options import Options, command, option, section_option
+from gradir.pipeline.config import GradeSection
 from gradir.console import err_console
 from gradir.errors import GradirError
 
 
-@app.command("grade")
-def grade_command(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Judgments table to write (.parquet or .jsonl).")] = None,
-    pairs: Annotated[Optional[Path], typer.Option("--pairs", "-p", help="Pairs from `gradir mine`, or synthetic documents for --grader level.")] = None,
-    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="The collection the pairs' documents come from.")] = None,
-    grader: Annotated[str, typer.Option("--grader", help="likelihood (query likelihood), llm (grade tokens), cross-encoder, level, or unverified (source passage 3, other candidates 0).")] = "llm",
-    llm: LLMOpt = "llamacpp",
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Cross-encoder folder (--grader cross-encoder).")] = None,
-    samples: Annotated[int, typer.Option("--samples", min=0, help="No logprobs: average K sampled answers instead.")] = 0,
-    balance: Annotated[bool, typer.Option("--balance", help="Ask for more documents at under-represented middle grades.")] = False,
-    budget: Annotated[int, typer.Option("--budget", min=0, help="LLM generations --balance may spend.")] = 100,
-    against_qrels: Annotated[bool, typer.Option("--against-qrels", help="Grade judged pairs of --collection and report agreement with the human grades.")] = False,
-    split: Annotated[str, typer.Option("--split", help="Qrels split for --against-qrels.")] = "test",
-    sample: Annotated[int, typer.Option("--sample", min=1, help="Judged queries to check with --against-qrels.")] = 30,
-    top_k: Annotated[int, typer.Option("--top-k", min=2, help="Base-retriever documents per query that --against-qrels grades and reranks.")] = 10,
-    source_floor: Annotated[int, typer.Option("--source-floor", min=0, max=3, help="Grade the passage a query was written from at least this (0: trust the grader; `gradir run` uses 3).")] = 0,
-    retriever_weight: Annotated[float, typer.Option("--retriever-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' retriever scores (`score`) at this weight.")] = 0.3,
-    bm25_weight: Annotated[float, typer.Option("--bm25-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' BM25 scores (`bm25_score`) at this weight; both 0: the likelihood alone.")] = 0.3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of pair sampling and generation.")] = 0,
-    no_cache: NoCacheOpt = False,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: ConcurrencyOpt = 8,
-    timeout: TimeoutOpt = 60.0,
-    max_retries: RetriesOpt = 4,
-    lenient: LenientOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@command(
+    app, "grade",
+    option("out", Optional[Path], "--out", "-o", default=None, help="Judgments table to write (.parquet or .jsonl)."),
+    option("pairs", Optional[Path], "--pairs", "-p", default=None, help="Pairs from `gradir mine`, or synthetic documents for --grader level."),
+    option("collection", Optional[Path], "--collection", "-c", default=None, help="The collection the pairs' documents come from."),
+    option("grader", str, "--grader", default="llm", help="likelihood (query likelihood), llm (grade tokens), cross-encoder, level, or unverified (source passage 3, other candidates 0)."),
+    option("model", Optional[Path], "--model", "-m", default=None, help="Cross-encoder folder (--grader cross-encoder)."),
+    section_option(GradeSection, "samples", int, "--samples", min=0, help="No logprobs: average K sampled answers instead."),
+    section_option(GradeSection, "balance", bool, "--balance", help="Ask for more documents at under-represented middle grades."),
+    section_option(GradeSection, "budget", int, "--budget", min=0, help="LLM generations --balance may spend."),
+    option("against_qrels", bool, "--against-qrels", default=False, help="Grade judged pairs of --collection and report agreement with the human grades."),
+    option("split", str, "--split", default="test", help="Qrels split for --against-qrels."),
+    option("sample", int, "--sample", default=30, min=1, help="Judged queries to check with --against-qrels."),
+    option("top_k", int, "--top-k", default=10, min=2, help="Base-retriever documents per query that --against-qrels grades and reranks."),
+    option("source_floor", int, "--source-floor", default=0, min=0, max=3, help="Grade the passage a query was written from at least this (0: trust the grader; `gradir run` uses 3)."),
+    section_option(GradeSection, "retriever_weight", float, "--retriever-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' retriever scores (`score`) at this weight."),
+    section_option(GradeSection, "bm25_weight", float, "--bm25-weight", min=0.0, max=1.0, help="likelihood: fuse with the pairs' BM25 scores (`bm25_score`) at this weight; both 0: the likelihood alone."),
+    SEED, LLM_CONNECTION, LENIENT, JSON,
+)
+def grade_command(o: Options) -> None:
     """Grade (query, document) pairs 0-3 into judgments, or check a grader against human qrels."""
     import time
 
     from gradir.collections import load_collection
     from gradir.grading.grade import GRADERS
     from gradir.grading.stage import LLM_GRADERS
-    from gradir.pipeline.config import GradeSection
 
-    if grader not in GRADERS:
-        raise GradirError(f"--grader: unknown grader '{grader}' (choose from {', '.join(GRADERS)})")
-    if against_qrels and collection is None:
+    if o.grader not in GRADERS:
+        raise GradirError(f"--grader: unknown grader '{o.grader}' (choose from {', '.join(GRADERS)})")
+    if o.against_qrels and o.collection is None:
         raise GradirError("--against-qrels needs --collection")
-    if against_qrels and grader not in ("likelihood", "llm", "cross-encoder"):
-        raise GradirError(f"--against-qrels checks the likelihood, llm or cross-encoder grader, not '{grader}'")
-    if not against_qrels and (pairs is None or out is None):
+    if o.against_qrels and o.grader not in ("likelihood", "llm", "cross-encoder"):
+        raise GradirError(f"--against-qrels checks the likelihood, llm or cross-encoder grader, not '{o.grader}'")
+    if not o.against_qrels and (o.pairs is None or o.out is None):
         raise GradirError("grade needs --pairs and --out (or --against-qrels)")
-    if not against_qrels and grader != "level" and collection is None:
+    if not o.against_qrels and o.grader != "level" and o.collection is None:
         raise GradirError("--pairs needs --collection (the documents to grade)")
-    if balance and grader not in LLM_GRADERS:
+    if o.balance and o.grader not in LLM_GRADERS:
         raise GradirError("--balance needs the llm grader")
-    if retriever_weight + bm25_weight > 1:
-        raise GradirError(f"--retriever-weight {retriever_weight} + --bm25-weight {bm25_weight} is more than 1 "
+    if o.retriever_weight + o.bm25_weight > 1:
+        raise GradirError(f"--retriever-weight {o.retriever_weight} + --bm25-weight {o.bm25_weight} is more than 1 "
                           "(the likelihood's weight is 1 minus both)")
     start = time.perf_counter()
-    settings = GradeSection(grader=grader, cross_encoder=str(model or ""), samples=samples, balance=balance,
-                            budget=budget, source_floor=source_floor, retriever_weight=retriever_weight,
-                            bm25_weight=bm25_weight)
-    if grader not in LLM_GRADERS:
+    settings = GradeSection(grader=o.grader, cross_encoder=str(o.model or ""), samples=o.samples, balance=o.balance,
+                            budget=o.budget, source_floor=o.source_floor, retriever_weight=o.retriever_weight,
+                            bm25_weight=o.bm25_weight)
+    if o.grader not in LLM_GRADERS:
         client = None
     else:
-        client = llm_client(llm, no_cache, api_key_env, concurrency, timeout, max_retries)
+        client = llm_client(o)
     try:
-        loaded = load_collection(collection, lenient=lenient) if collection is not None else None
-        if against_qrels:
+        loaded = load_collection(o.collection, lenient=o.lenient) if o.collection is not None else None
+        if o.against_qrels:
             from gradir.retrieval.encoding import Encoder
             from gradir.grading.check import check_against_qrels
             from gradir.grading.stage import pair_grader
 
-            checked = check_against_qrels(loaded, split, pair_grader(settings, loaded.documents, client), queries=sample,
-                                          top_k=top_k, encoder=Encoder(cache_dir=False if no_cache else None))
-            summary = {"collection": str(collection), "split": split, "grader": grader, **checked}
+            checked = check_against_qrels(loaded, o.split, pair_grader(settings, loaded.documents, client), queries=o.sample,
+                                          top_k=o.top_k, encoder=Encoder(cache_dir=False if o.no_cache else None))
+            summary = {"collection": str(o.collection), "split": o.split, "grader": o.grader, **checked}
         else:
-            summary = _grade_pairs_file(pairs, out, loaded, settings, client, seed)
+            summary = _grade_pairs_file(o.pairs, o.out, loaded, settings, client, o.seed)
     finally:
         if client is not None:
             client.close()
     if client is not None:
         summary.update(client.usage_since())
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    if as_json:
+    if o.as_json:
         emit(summary, True)
-    elif against_qrels:
+    elif o.against_qrels:
         err_console.print(
             f"{summary['pairs']} pairs: Spearman {summary['spearman']:.3f}, weighted kappa {summary['weighted_kappa']:.3f}\n"
             f"confusion (rows: human grade, columns: grader): {summary['confusion']}"
         )
     else:
-        err_console.print(f"wrote {summary['written']} judgments to {out}; grades {summary['histogram']}")
+        err_console.print(f"wrote {summary['written']} judgments to {o.out}; grades {summary['histogram']}")
 
 
 def _grade_pairs_file(pairs: Path, out: Path, collection, settings, client, seed: int) -> dict:

@@ -4,47 +4,43 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
-import typer
-
-from gradir.cli.common import (
-    JsonOpt,
-    app,
-    emit,
-)
+from gradir.cli.common import JSON, app, emit
+from gradir.cli.options import Options, argument, command, option
 from gradir.console import err_console
 from gradir.errors import GradirError
 
 
-@app.command("run")
-def run_command(
-    config: Annotated[Optional[Path], typer.Argument(help="Pipeline config (TOML); see `gradir init`.")] = None,
-    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder (overrides run.collection).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory; default runs/<collection name>.")] = None,
-    lenient: Annotated[bool, typer.Option("--lenient", help="Skip bad records and report them (sets run.lenient).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (LLM calls, steps, time on this machine) and stop.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
+@command(
+    app, "run",
+    argument("config", Optional[Path], default=None, help="Pipeline config (TOML); see `gradir init`."),
+    option("collection", Optional[Path], "--collection", "-c", default=None, help="BEIR folder (overrides run.collection)."),
+    option("out", Optional[Path], "--out", "-o", default=None, help="Run directory; default runs/<collection name>."),
+    option("lenient", bool, "--lenient", default=False, help="Skip bad records and report them (sets run.lenient)."),
+    option("dry_run", bool, "--dry-run", default=False, help="Print the plan (LLM calls, steps, time on this machine) and stop."),
+    JSON,
+)
+def run_command(o: Options) -> None:
     """Run the pipeline: sample, generate, filter, documents, mine, grade, train, evaluate, report.
 
     A stage whose inputs and settings are unchanged is skipped; an interrupted run resumes.
     """
     from gradir.pipeline import PipelineConfig, load_config, run_pipeline
 
-    if config is None and collection is None:
+    if o.config is None and o.collection is None:
         raise GradirError("give a config file (see `gradir init`) or --collection")
-    settings = load_config(config) if config is not None else PipelineConfig()
-    if collection is not None:
-        settings.run.collection = str(collection.resolve())
-    settings.run.lenient = settings.run.lenient or lenient
-    target = out or Path("runs") / Path(settings.collection_path()).name
-    result = run_pipeline(settings, target, dry_run=dry_run)
+    settings = load_config(o.config) if o.config is not None else PipelineConfig()
+    if o.collection is not None:
+        settings.run.collection = str(o.collection.resolve())
+    settings.run.lenient = settings.run.lenient or o.lenient
+    target = o.out or Path("runs") / Path(settings.collection_path()).name
+    result = run_pipeline(settings, target, dry_run=o.dry_run)
     summary = result.summary()
-    if as_json:
+    if o.as_json:
         emit(summary, True)
         return
-    if dry_run:
+    if o.dry_run:
         return
     evaluation = summary["stages"]["evaluate"]["summary"]
     _print_base_tuned(evaluation)
@@ -66,27 +62,28 @@ def _print_base_tuned(evaluation: dict) -> None:
     err_console.print(f"paired randomisation test on nDCG@10: p = {evaluation['p_ndcg@10']:.4f}")
 
 
-@app.command("status")
-def status_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `gradir run`.")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="Judge staleness against this config (default: the run's last one).")] = None,
-    as_json: JsonOpt = False,
-) -> None:
+@command(
+    app, "status",
+    argument("run_dir", Path, help="A run directory made by `gradir run`."),
+    option("config", Optional[Path], "--config", default=None, help="Judge staleness against this config (default: the run's last one)."),
+    JSON,
+)
+def status_command(o: Options) -> None:
     """Show each stage of a run as done, stale, interrupted or pending, with counts and times."""
     from gradir.pipeline import load_config, stage_statuses
     from gradir.pipeline.files import CONFIG
     from gradir.pipeline.rundir import RunDirectory
 
-    if not (run_dir / CONFIG).is_file():
-        raise GradirError(f"{run_dir}: not a gradir run directory (no {CONFIG})")
-    statuses = stage_statuses(RunDirectory(run_dir), load_config(config or run_dir / CONFIG))
-    if as_json:
-        emit({"run": str(run_dir), "stages": [s.__dict__ for s in statuses]}, True)
+    if not (o.run_dir / CONFIG).is_file():
+        raise GradirError(f"{o.run_dir}: not a gradir run directory (no {CONFIG})")
+    statuses = stage_statuses(RunDirectory(o.run_dir), load_config(o.config or o.run_dir / CONFIG))
+    if o.as_json:
+        emit({"run": str(o.run_dir), "stages": [s.__dict__ for s in statuses]}, True)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=str(run_dir))
+    table = Table(title=str(o.run_dir))
     for column in ("stage", "status", "seconds", "finished", "counts"):
         table.add_column(column)
     colours = {"done": "green", "stale": "yellow", "interrupted": "red", "pending": "dim"}
@@ -100,24 +97,25 @@ def status_command(
     Console().print(table)
 
 
-@app.command("init")
-def init_command(
-    path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("gradir.toml"),
-    collection: Annotated[Optional[Path], typer.Option("--collection", "-c", help="BEIR folder to put in run.collection.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-) -> None:
+@command(
+    app, "init",
+    argument("path", Path, default=Path("gradir.toml"), help="Config file to write."),
+    option("collection", Optional[Path], "--collection", "-c", default=None, help="BEIR folder to put in run.collection."),
+    option("force", bool, "--force", default=False, help="Overwrite an existing file."),
+)
+def init_command(o: Options) -> None:
     """Write a commented config with every setting and its default."""
     from gradir.atomic import write_text_atomic
     from gradir.pipeline import PipelineConfig, render_config
 
-    if path.exists() and not force:
-        raise GradirError(f"{path}: already exists (use --force to overwrite)")
+    if o.path.exists() and not o.force:
+        raise GradirError(f"{o.path}: already exists (use --force to overwrite)")
     config = PipelineConfig()
-    if collection is not None:
-        if not collection.exists():
-            raise GradirError(f"--collection: {collection}: no such folder")
-        config.run.collection = os.path.relpath(collection.resolve(), path.resolve().parent)
-    write_text_atomic(path, render_config(config))
-    err_console.print(f"wrote {path}; edit it, then: gradir run {path}")
+    if o.collection is not None:
+        if not o.collection.exists():
+            raise GradirError(f"--collection: {o.collection}: no such folder")
+        config.run.collection = os.path.relpath(o.collection.resolve(), o.path.resolve().parent)
+    write_text_atomic(o.path, render_config(config))
+    err_console.print(f"wrote {o.path}; edit it, then: gradir run {o.path}")
 
 
