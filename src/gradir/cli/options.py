@@ -65,10 +65,11 @@ def section_option(section: type[BaseModel], field: str, kind: Any, *flags: str,
     return option(name or field, kind, *flags, default=section_default(section, field), **typer_settings)
 
 
-def flatten(options: Iterable[Opt | Iterable[Opt]]) -> list[Opt]:
+def flatten(options: Iterable[Any]) -> list[Opt]:
+    """Options and (nested) groups of options as one list, each name once."""
     flat: list[Opt] = []
     for item in options:
-        flat.extend([item] if isinstance(item, Opt) else item)
+        flat.extend([item] if isinstance(item, Opt) else flatten(item))
     names = [o.name for o in flat]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

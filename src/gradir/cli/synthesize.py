@@ -28,6 +28,14 @@ from gradir.console import err_console
 from gradir.errors import GradirError
 
 
+# The retriever that filters and mines, and how it encodes and searches.
+SEARCH = (
+    option("retriever", str, "--retriever", default="dense", help="dense, bm25 or hybrid."),
+    option("model", Optional[str], "--model", "-m", default=None, help="Dense model; default all-MiniLM-L6-v2."),
+    ENCODING_RUNTIME,
+    INDEX,
+)
+
 generate_app = typer.Typer(help="Generate synthetic queries and documents with an LLM.", no_args_is_help=True)
 app.add_typer(generate_app, name="generate")
 
@@ -133,9 +141,7 @@ def generate_documents_command(o: Options) -> None:
     COLLECTION,
     option("out", Path, "--out", "-o", help="Kept queries (.parquet or .jsonl)."),
     option("top_k", int, "--top-k", default=10, min=1, help="Keep a query whose source passage is in this many results."),
-    option("retriever", str, "--retriever", default="dense", help="dense, bm25 or hybrid."),
-    option("model", Optional[str], "--model", "-m", default=None, help="Dense model; default all-MiniLM-L6-v2."),
-    ENCODING_RUNTIME, INDEX, LENIENT, JSON,
+    SEARCH, LENIENT, JSON,
 )
 def filter_command(o: Options) -> None:
     """Round-trip filter: keep queries whose source passage the retriever finds in its top k."""
@@ -180,12 +186,10 @@ def filter_command(o: Options) -> None:
     option("out", Path, "--out", "-o", help="Pairs table to write (.parquet or .jsonl)."),
     option("top_k", int, "--top-k", default=20, min=1, help="Candidates retrieved per query."),
     option("skip_top", int, "--skip-top", default=0, min=0, help="Leave out the first n ranks (likely unlabelled positives)."),
-    option("retriever", str, "--retriever", default="dense", help="dense, bm25 or hybrid."),
     option("exclude_source", bool, "--exclude-source", default=False, help="Leave the source passage out of the pairs."),
     option("absolute_margin", Optional[float], "--absolute-margin", default=None, help="Keep candidates scoring below source - margin (dense)."),
     option("relative_margin", Optional[float], "--relative-margin", default=None, help="Keep candidates scoring below source x (1 - margin) (dense)."),
-    option("model", Optional[str], "--model", "-m", default=None, help="Dense model; default all-MiniLM-L6-v2."),
-    ENCODING_RUNTIME, INDEX, LENIENT, JSON,
+    SEARCH, LENIENT, JSON,
 )
 def mine_command(o: Options) -> None:
     """Mine candidate documents for each query: the pairs a grader will judge."""
