@@ -66,6 +66,28 @@ def test_bm25_stems_and_ranks_matching_documents_first() -> None:
     assert run["q2"] == {}
 
 
+@pytest.mark.parametrize("chunk_documents", [1, 7, 100_000])
+def test_the_streamed_bm25_index_scores_as_bm25s_own_index(chunk_documents: int) -> None:
+    import bm25s
+    import Stemmer
+
+    from gradir.retrieval.bm25 import indexed, streamed_scores
+
+    collection = load_collection(TINY)
+    texts = [d.full_text for d in collection.documents.values()] + ["", "the of and"]  # two with no term
+    stemmer = Stemmer.Stemmer("english")
+    scores, vocab = streamed_scores(texts, len(texts), k1=1.2, b=0.75, stopwords="en", stemmer=stemmer,
+                                    chunk_documents=chunk_documents)
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    assert sorted(vocab) == sorted(t for t in reference.vocab_dict if t)
+    ours = indexed(bm25s.BM25(k1=1.2, b=0.75, method="lucene"), scores, vocab)
+    for term in vocab:
+        assert np.array_equal(ours.get_scores([term]), reference.get_scores([term])), term
+    with pytest.raises(ValueError, match="expected 3 documents, read 2"):
+        streamed_scores(texts[:2], 3, k1=1.2, b=0.75, stopwords="en", stemmer=stemmer)
+
+
 def test_a_collection_bm25_index_is_saved_once_and_loaded_memory_mapped_with_the_same_results(tmp_path) -> None:
     texts = ["Statins lower cholesterol", "Running shoes", "Cholesterol levels rise", "Statin trials in the elderly"]
     documents = {f"d{i}": Document(f"d{i}", text) for i, text in enumerate(texts)}
