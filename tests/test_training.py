@@ -104,11 +104,13 @@ def test_train_on_nfcorpus_judgments_gives_a_model_that_loads_and_scores(tmp_pat
     out = tmp_path / "model"
     trained = run_cli(
         "train", "--judgments", judgments, "--collection", nfcorpus, "--loss", "bixse", "--out", out,
-        "--max-steps", "3", "--batch-size", "4", "--list-size", "2", "--validation-share", "0", "--json",
+        "--max-steps", "3", "--batch-size", "4", "--list-size", "2", "--validation-share", "0",
+        "--loss-option", "init_bias=-7.5", "--json",
     )
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout)
     assert summary["steps"] == 3 and summary["final_loss"] is not None
+    assert summary["loss_settings"]["init_bias"] == -7.5 and summary["loss_settings"]["init_scale"] == 20.0
 
     from sentence_transformers import SentenceTransformer
 
@@ -116,6 +118,9 @@ def test_train_on_nfcorpus_judgments_gives_a_model_that_loads_and_scores(tmp_pat
     assert vectors.shape == (1, 384)
     card = (out / "README.md").read_text()
     assert "## Trained with gradir" in card and "bixse" in card
+    # the loss and its settings: in gradir's section, and in sentence-transformers' own card with the citation
+    assert "Loss `bixse` (init_scale=20.0, init_bias=-7.5," in card
+    assert '"init_bias": -7.5' in card and "tsirigotis2025bixse" in card
 
     scored = run_cli("eval", "--model", out, "--collection", TINY, "--json")
     assert scored.returncode == 0, scored.stderr

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,10 +67,27 @@ class BiXSELoss(BiEncoderLoss):
         learnable: bool = True,
     ):
         super().__init__(model)
+        self.init_scale, self.init_bias, self.learnable = init_scale, init_bias, learnable
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
         self.bias = nn.Parameter(torch.tensor(float(init_bias)), requires_grad=learnable)
         self.positive_weight = positive_weight
         self.negative_weight = negative_weight
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"init_scale": self.init_scale, "init_bias": self.init_bias, "positive_weight": self.positive_weight,
+                "negative_weight": self.negative_weight, "learnable": self.learnable}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{tsirigotis2025bixse,
+    title = {BiXSE: Improving Dense Retrieval via Probabilistic Graded Relevance Distillation},
+    author = {Tsirigotis, Christos and Adlakha, Vaibhav and Monteiro, Joao and Courville, Aaron and Taslakian, Perouz and others},
+    year = {2025},
+    eprint = {2508.06781},
+    archivePrefix = {arXiv},
+}
+"""
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         queries, labels, in_batch = self.queries_and_labels(embeddings, labels, "bixse")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +59,14 @@ class CachedLoss(nn.Module):
         self.loss = loss
         self.model = loss.model
         self.mini_batch_size = mini_batch_size
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The wrapped loss (its own settings listed beside its name on the model card) and the mini-batch size."""
+        return {"loss": self.loss, "mini_batch_size": self.mini_batch_size}
+
+    @property
+    def citation(self) -> str:
+        return getattr(self.loss, "citation", "")
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         columns = list(sentence_features)

@@ -23,5 +23,17 @@ from gradir.losses.reranker_base import RerankerLoss, as_float
 
 
 class GradedBCELoss(RerankerLoss):
+    @property
+    def citation(self) -> str:
+        return """
+@misc{nogueira2019passage,
+    title = {Passage Re-ranking with BERT},
+    author = {Nogueira, Rodrigo and Cho, Kyunghyun},
+    year = {2019},
+    eprint = {1901.04085},
+    archivePrefix = {arXiv},
+}
+"""
+
     def compute_loss_from_scores(self, scores: Tensor, labels: Tensor) -> Tensor:
         return nn.functional.binary_cross_entropy_with_logits(scores, as_float(labels, scores).clamp(0.0, 1.0))

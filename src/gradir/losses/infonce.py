@@ -32,6 +32,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from gradir.losses.base import BiEncoderLoss, gathered_documents, normalize, split_labels
@@ -56,6 +58,21 @@ class InfoNCELoss(BiEncoderLoss):
     def __init__(self, model: nn.Module, scale: float = 20.0):
         super().__init__(model)
         self.scale = scale
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{oord2018cpc,
+    title = {Representation Learning with Contrastive Predictive Coding},
+    author = {van den Oord, Aaron and Li, Yazhe and Vinyals, Oriol},
+    year = {2018},
+    eprint = {1807.03748},
+    archivePrefix = {arXiv},
+}
+"""
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         queries = normalize(embeddings[0])

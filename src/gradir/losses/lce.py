@@ -26,6 +26,17 @@ from gradir.losses.reranker_base import RerankerLoss
 
 
 class LCELoss(RerankerLoss):
+    @property
+    def citation(self) -> str:
+        return """
+@inproceedings{gao2021lce,
+    title = {Rethink Training of BERT Rerankers in Multi-Stage Retrieval Pipeline},
+    author = {Gao, Luyu and Dai, Zhuyun and Callan, Jamie},
+    booktitle = {Advances in Information Retrieval (ECIR 2021)},
+    year = {2021},
+}
+"""
+
     def compute_loss_from_scores(self, scores: Tensor, labels: Tensor | None = None) -> Tensor:
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
         return nn.functional.cross_entropy(scores, target)

@@ -26,6 +26,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -65,6 +67,23 @@ class ListwiseKLLoss(BiEncoderLoss):
         self.infonce_weight = infonce_weight
         self.infonce_temperature = infonce_temperature
         self.false_negative_ratio = false_negative_ratio
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"teacher_temperature": self.teacher_temperature, "student_temperature": self.student_temperature,
+                "infonce_weight": self.infonce_weight, "infonce_temperature": self.infonce_temperature,
+                "false_negative_ratio": self.false_negative_ratio}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{tamber2025listwise,
+    title = {Conventional Contrastive Learning Often Falls Short: Improving Dense Retrieval with Cross-Encoder Listwise Distillation and Synthetic Data},
+    author = {Tamber, Manveer Singh and Kazi, Suleman and Sourabh, Vivek and Lin, Jimmy},
+    year = {2025},
+    eprint = {2505.19274},
+    archivePrefix = {arXiv},
+}
+"""
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         queries, teacher, in_batch = self.queries_and_labels(embeddings, labels, "listwise_kl")

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,23 @@ class MarginMSELoss(BiEncoderLoss):
 
     def __init__(self, model: nn.Module, init_scale: float = 5.0, learnable: bool = True):
         super().__init__(model)
+        self.init_scale, self.learnable = init_scale, learnable
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"init_scale": self.init_scale, "learnable": self.learnable}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{hofstaetter2020margin,
+    title = {Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
+    author = {Hofst{\\"a}tter, Sebastian and Althammer, Sophia and Schr{\\"o}der, Michael and Sertkan, Mete and Hanbury, Allan},
+    year = {2020},
+    eprint = {2010.02666},
+    archivePrefix = {arXiv},
+}
+"""
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         _, teacher, _ = self.queries_and_labels(embeddings, labels, "margin_mse")

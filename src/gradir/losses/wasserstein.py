@@ -45,7 +45,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -126,6 +126,21 @@ class WassersteinLoss(BiEncoderLoss):
         self.temperature = temperature
         self.form = form
         self.target = target
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "form": self.form, "target": self.target}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{esfandiarpoor2025sycl,
+    title = {Beyond Contrastive Learning: Synthetic Data Enables List-wise Training with Multiple Levels of Relevance},
+    author = {Esfandiarpoor, Reza and Zerveas, George and Zhang, Ruochen and Mgonzo, Macton and Eickhoff, Carsten and Bach, Stephen H.},
+    year = {2025},
+    eprint = {2503.23239},
+    archivePrefix = {arXiv},
+}
+"""
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         queries, grades, in_batch = self.queries_and_labels(embeddings, labels, "wasserstein")

@@ -146,6 +146,7 @@ class TrainResult:
     training_set: dict[str, int] = field(default_factory=dict)
     loss_parameters: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
+    loss_settings: dict[str, Any] = field(default_factory=dict)  # the loss's get_config_dict()
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -344,6 +345,7 @@ def train(
         resumed_from_step=first_step, training_set=training.summary(),
         loss_parameters=_loss_parameter_values(loss_module),
         selection=selection.summary() if selection is not None else {},
+        loss_settings=loss_module.get_config_dict(),
     )
     if dev_split:
         from gradir.evaluation import evaluate
@@ -466,10 +468,13 @@ def _write_model_card(out: Path, result: TrainResult) -> None:
     existing = card.read_text(encoding="utf-8") if card.is_file() else ""
     settings = "\n".join(f"| {k} | `{v}` |" for k, v in result.settings.items())
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in result.dev_metrics.items()) or "| (no dev split given) | |"
+    loss_settings = ", ".join(f"{k}={v!r}" for k, v in result.loss_settings.items())
+    learned = ", ".join(f"{k} = {v:.4g}" for k, v in result.loss_parameters.items() if isinstance(v, float))
     section = (
         "\n\n## Trained with gradir\n\n"
-        f"Loss `{result.loss}` on {result.examples} training examples for {result.steps} steps "
-        f"({result.seconds:.0f} s); last logged loss {result.final_loss:.4f}.\n\n"
+        f"Loss `{result.loss}`{f' ({loss_settings})' if loss_settings else ''} on {result.examples} training "
+        f"examples for {result.steps} steps ({result.seconds:.0f} s); last logged loss {result.final_loss:.4f}."
+        f"{f' Loss parameters at the end: {learned}.' if learned else ''}\n\n"
         f"| setting | value |\n|---|---|\n{settings}\n\n"
         f"{_selection_section(result.selection)}"
         f"Dev metrics:\n\n| metric | value |\n|---|---|\n{metrics}\n"
