@@ -27,8 +27,9 @@ plan). Then the same run again with nothing changed (every stage skipped). Besid
 "plain": the encode-and-search part done directly with sentence-transformers and FAISS
 (encode the collection, exact inner-product search for the 300 queries), in its own
 child process, measured the same way, at the same batch size. Last, the collection's BM25
-index (what training's validation searches for distractors) built from scratch and then
-loaded as the run saved it in its cache, each in a child process.
+index (what training's validation searches for distractors) built from scratch by gradir,
+beside it by bm25s' own ``tokenize`` + ``index``, and then loaded as the run saved it in
+its cache, each in a child process (``--bm25-only``: these rows alone).
 
 Memory is reported twice: peak RSS (what ``top`` shows) and peak anonymous memory, which
 leaves out the resident pages of memory-mapped files (the embedding cache, a saved BM25
@@ -282,19 +283,35 @@ from gradir.collections import load_collection
 from gradir.retrieval.bm25 import collection_index
 documents = load_collection(sys.argv[1]).documents
 start = time.perf_counter()
-collection_index(documents, None if sys.argv[2] == "-" else sys.argv[2])
+if sys.argv[2] == "bm25s":  # bm25s' own build, for comparison: tokenize the whole collection, then index
+    import bm25s, Stemmer
+    texts = [d.full_text for d in documents.values()]
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
+    bm25s.BM25(k1=1.2, b=0.75, method="lucene").index(tokens, show_progress=False)
+else:
+    collection_index(documents, None if sys.argv[2] == "-" else sys.argv[2])
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
+BM25_PARTS = {
+    "-": "BM25 index built (not saved)",
+    "bm25s": "BM25 index built by bm25s' own tokenize + index",
+    "cache": "BM25 index loaded as the run saved it",
+}
+
 
 def bm25_rows(size: int, work: Path) -> list[dict]:
-    """The collection's BM25 index built (as training's validation does the first time), then loaded as the run saved it."""
+    """The collection's BM25 index built by gradir (as training's validation does the first time) and, beside
+    it, by bm25s' own tokenize + index; then loaded as the run saved it (when the run has)."""
     collection, cache = build_collection(work, size), work / f"run-{size}" / "cache"
     rows = []
-    for part, where in (("BM25 index built (not saved)", "-"), ("BM25 index loaded as the run saved it", str(cache))):
+    for where, part in BM25_PARTS.items():
+        if where == "cache" and not (cache / "bm25").is_dir():
+            continue
+        where = str(cache) if where == "cache" else where
         _, peaks, stdout = monitored([sys.executable, "-c", BM25, str(collection), where], None, dict(os.environ))
         rows.append({"size": size, "part": part, "seconds": json.loads(stdout)["seconds"], "peak_rss": peaks["all"],
-                     "peak_anon": peaks["all anon"], "disk": 0 if where == "-" else disk(cache / "bm25"),
+                     "peak_anon": peaks["all anon"], "disk": disk(cache / "bm25") if where == str(cache) else 0,
                      "note": "seconds: the index only; memory: with the collection loaded"})
     return rows
 
@@ -332,7 +349,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/gradir-scale"))
     parser.add_argument("--no-record", action="store_true", help="print the table only")
+    parser.add_argument("--bm25-only", action="store_true",
+                        help="only the BM25 rows: gradir's build beside bm25s' own, and the saved index loaded")
     args = parser.parse_args()
+    if args.bm25_only:
+        return bm25_only(args)
     args.work.mkdir(parents=True, exist_ok=True)
     model = build_encoder(args.work)
     server = InstantServer()
@@ -358,6 +379,22 @@ def main() -> None:
             "at every size); model.batch_size 32 in gradir and in the plain row; exact search. Peak RSS includes child "
             "processes (the training launcher) and the resident pages of memory-mapped files (the embedding "
             "cache); peak anonymous memory leaves those out.",
+            table,
+        )
+
+
+def bm25_only(args: argparse.Namespace) -> None:
+    rows = [row for size in args.sizes for row in bm25_rows(size, args.work)]
+    table = render(rows)
+    print(table, flush=True)
+    if not args.no_record:
+        append_section(
+            "BM25 index of a large collection: gradir's chunked build beside bm25s' own",
+            f"python benchmarks/scale.py --bm25-only --sizes {' '.join(map(str, args.sizes))}",
+            "The collections of `scale.py` (SciFact plus joined sentence windows of SciFact and NFCorpus). Each "
+            "row a child process that loads the collection (gradir's loader), then builds the index; seconds: the "
+            "build only; memory: peak of the whole process, collection included. Lucene BM25, k1 1.2, b 0.75, "
+            "English stop words, Snowball stemming in both builds.",
             table,
         )
 
