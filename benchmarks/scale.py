@@ -351,9 +351,14 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     parser.add_argument("--bm25-only", action="store_true",
                         help="only the BM25 rows: gradir's build beside bm25s' own, and the saved index loaded")
+    parser.add_argument("--linearity", action="store_true",
+                        help="the per-passage work (encoding, BM25 build) on the smallest and largest size, "
+                             "timed small, large, small in one process")
     args = parser.parse_args()
     if args.bm25_only:
         return bm25_only(args)
+    if args.linearity:
+        return linearity(args)
     args.work.mkdir(parents=True, exist_ok=True)
     model = build_encoder(args.work)
     server = InstantServer()
@@ -379,6 +384,55 @@ def main() -> None:
             "at every size); model.batch_size 32 in gradir and in the plain row; exact search. Peak RSS includes child "
             "processes (the training launcher) and the resident pages of memory-mapped files (the embedding "
             "cache); peak anonymous memory leaves those out.",
+            table,
+        )
+
+
+def linearity(args: argparse.Namespace) -> None:
+    """Growth of encoding and of the BM25 build, free of the machine's drift between two runs.
+
+    The pipeline rows of one size and the next are measured many minutes apart, and a
+    shared machine's speed drifts by tens of percent in that time. Here each operation
+    runs on the first ``small`` passages, then the first ``large``, then ``small`` again,
+    in one process: the growth is the large time over the mean of the two small ones.
+    """
+    import numpy as np
+    import Stemmer
+
+    from gradir.retrieval.bm25 import streamed_scores
+    from gradir.retrieval.encoding import Encoder
+
+    small, large = min(args.sizes), max(args.sizes)
+    with open(build_collection(args.work, large) / "corpus.jsonl", encoding="utf-8") as lines:
+        texts = [(r.get("title", "") + " " + r.get("text", "")).strip() for r in map(json.loads, lines)]
+    encoder = Encoder(build_encoder(args.work), cache_dir=False, batch_size=BATCH, show_progress=False)
+    stemmer = Stemmer.Stemmer("english")
+    operations = {
+        "encode (gradir's Encoder, no cache)": lambda part: encoder.encode_documents(part),
+        "BM25 index built (streamed_scores)": lambda part: streamed_scores(
+            part, len(part), k1=1.2, b=0.75, stopwords="en", stemmer=stemmer),
+    }
+    lines = [f"| operation | {small:,} (s) | {large:,} (s) | {small:,} again (s) | growth for {large // small}× the data |",
+             "|---|---|---|---|---|"]
+    for name, run in operations.items():
+        seconds = []
+        for size in (small, large, small):
+            start = time.perf_counter()
+            run(texts[:size])
+            seconds.append(time.perf_counter() - start)
+        growth = seconds[1] / float(np.mean([seconds[0], seconds[2]]))
+        lines.append(f"| {name} | {seconds[0]:.1f} | {seconds[1]:.1f} | {seconds[2]:.1f} | {growth:.2f}× |")
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_record:
+        append_section(
+            "Growth of the per-passage work, timed in one process",
+            f"python benchmarks/scale.py --linearity --sizes {small} {large}",
+            "The first passages of `scale.py`'s largest collection (SciFact plus joined sentence windows), timed on "
+            f"{small:,}, then {large:,}, then {small:,} again in one process, so that the machine's drift between "
+            "two runs minutes apart does not enter the ratio; growth = the large time over the mean of the two "
+            "small ones. Encoding: the StaticEmbedding encoder of `scale.py`, batch 32, embedding cache off.",
             table,
         )
 

@@ -37,7 +37,6 @@ from gradir.retrieval.run import Run
 
 _IDS_FILE = "doc_ids.json"
 _CHUNK_DOCUMENTS = 20_000  # documents tokenised at once
-_SCORE_BLOCK = 4_000_000  # non-zero entries scored at once (bounds the float64 temporaries)
 
 
 class BM25Index:
