@@ -7,9 +7,10 @@ The index is built by :func:`streamed_scores` in chunks of documents: bm25s' own
 tokeniser per chunk, and per document only its distinct terms and their counts as
 NumPy arrays, so memory grows with the index's non-zero entries rather than with one
 Python list of tokens per document (bm25s' ``tokenize`` + ``index`` hold every token
-list at once: 5.8 GB for a million passages). The score matrix and vocabulary it
-returns are the ones bm25s builds (same formula, same float32 arithmetic), and bm25s
-searches, saves and loads them.
+list at once). For a million passages: 1.6 GiB above the loaded collection against
+bm25s' 4.0 GiB, at the same speed (benchmarks/RESULTS.md, 2026-12-04). The score matrix
+and vocabulary it returns are the ones bm25s builds (same formula, same float32
+arithmetic), and bm25s searches, saves and loads them.
 
 :func:`collection_index` builds a collection's index once and saves it in the cache
 folder (``bm25/<key>``, bm25s' own format: the score matrix as NumPy arrays and the
