@@ -396,7 +396,6 @@ def linearity(args: argparse.Namespace) -> None:
     runs on the first ``small`` passages, then the first ``large``, then ``small`` again,
     in one process: the growth is the large time over the mean of the two small ones.
     """
-    import numpy as np
     import Stemmer
 
     from gradir.retrieval.bm25 import streamed_scores
@@ -420,7 +419,7 @@ def linearity(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             run(texts[:size])
             seconds.append(time.perf_counter() - start)
-        growth = seconds[1] / float(np.mean([seconds[0], seconds[2]]))
+        growth = seconds[1] / ((seconds[0] + seconds[2]) / 2)
         lines.append(f"| {name} | {seconds[0]:.1f} | {seconds[1]:.1f} | {seconds[2]:.1f} | {growth:.2f}× |")
         print(lines[-1], flush=True)
     table = "\n".join(lines)

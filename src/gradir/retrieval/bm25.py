@@ -44,7 +44,7 @@ class BM25Index:
     def __init__(
         self,
         doc_ids: Sequence[str],
-        texts: Sequence[str],
+        texts: Iterable[str],
         *,
         k1: float = 1.2,
         b: float = 0.75,
@@ -54,8 +54,8 @@ class BM25Index:
         self.stemmer = Stemmer.Stemmer(language)
         self.stopwords = "en" if language == "english" else None
         self.retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
-        if texts:
-            scores, vocab = streamed_scores(texts, len(texts), k1=k1, b=b, stopwords=self.stopwords, stemmer=self.stemmer)
+        if self.doc_ids:  # ``texts``: one per id, in order (read once)
+            scores, vocab = streamed_scores(texts, len(self.doc_ids), k1=k1, b=b, stopwords=self.stopwords, stemmer=self.stemmer)
             indexed(self.retriever, scores, vocab)
 
     def save(self, folder: Path) -> None:
@@ -178,7 +178,7 @@ def collection_key(documents: Mapping[str, Document], settings: str) -> str:
 def collection_index(documents: Mapping[str, Document], cache_dir: Path | None) -> BM25Index:
     """The BM25 index of ``documents``: loaded from ``cache_dir`` when saved before, else built (and saved there)."""
     doc_ids = list(documents)
-    texts = _Texts(documents, doc_ids)
+    texts = (documents[d].full_text for d in doc_ids)  # made one at a time: no copy of the corpus's text
     if cache_dir is None:
         return BM25Index(doc_ids, texts)
     folder = Path(cache_dir) / "bm25" / collection_key(documents, "k1=1.2 b=0.75 lucene english")
@@ -189,20 +189,3 @@ def collection_index(documents: Mapping[str, Document], cache_dir: Path | None) 
     index.save(folder)
     return index
 
-
-class _Texts(Sequence[str]):
-    """The documents' full texts in order, made one at a time (no copy of the corpus's text)."""
-
-    def __init__(self, documents: Mapping[str, Document], doc_ids: Sequence[str]):
-        self.documents, self.doc_ids = documents, doc_ids
-
-    def __len__(self) -> int:
-        return len(self.doc_ids)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self.documents[d].full_text for d in self.doc_ids[i]]
-        return self.documents[self.doc_ids[i]].full_text
-
-    def __iter__(self):
-        return (self.documents[d].full_text for d in self.doc_ids)
