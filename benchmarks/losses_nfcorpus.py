@@ -72,7 +72,12 @@ def parse_arguments() -> argparse.Namespace:
         "--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
         help="an option for one loss, e.g. wasserstein:form=emd (repeatable)",
     )
+    parser.add_argument("--data", type=Path, default=NFCORPUS, help="the NFCorpus folder (BEIR layout)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument(
+        "--measured-on", default=None, metavar="MACHINE",
+        help="the machine line for RESULTS.md when the runs in --work were made elsewhere (e.g. the lent GPU)",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
 
@@ -118,7 +123,7 @@ def evaluated(collection, model_path: Path | None, out: Path) -> dict:
 def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
-    collection = load_collection(NFCORPUS)
+    collection = load_collection(args.data)
     check_work_settings(args)
     judgments_path = args.work / "dev_judgments.jsonl"
     if not judgments_path.is_file():
@@ -223,6 +228,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"choosing among base, tuned and their interpolations.  \n"
         f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s).",
         table,
+        machine=args.measured_on,
     )
 
 if __name__ == "__main__":
