@@ -218,6 +218,10 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
     )
     if args.work.resolve() != DEFAULT_WORK:
         command += f" --work {os.path.relpath(args.work.resolve(), ROOT)}"
+    timing = f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s)."
+    if args.measured_on:
+        timing = (f"Time: the runs were made on the machine above by benchmarks/device/run.sh (median training run "
+                  f"{median_train:.0f} s, validation included); this command only read them and wrote the table.")
     append_section(
         "Losses on NFCorpus graded qrels",
         command,
@@ -226,7 +230,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"({args.steps * args.batch_size} training lists per run), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the dev queries held out for "
         f"choosing among base, tuned and their interpolations.  \n"
-        f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s).",
+        f"{timing}",
         table,
         machine=args.measured_on,
     )
