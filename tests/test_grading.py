@@ -215,6 +215,10 @@ def test_unverified_grader_takes_mined_candidates_as_negatives_unread(tmp_path: 
         [json.loads(line)["doc_id"] for line in pairs.read_text().splitlines()]
     refused = run_cli("mine", "--queries", queries, "--collection", TINY, "--out", graph_pairs, "--index", "annoy")
     assert refused.returncode == 2 and "--index: unknown index 'annoy'" in refused.stderr
+    # the options become the [mine] section, whose checks name the option
+    too_wide = run_cli("mine", "--queries", queries, "--collection", TINY, "--out", graph_pairs, "--relative-margin", "1.5")
+    assert too_wide.returncode == 2 and "--relative-margin: Input should be less than 1" in too_wide.stderr
+    assert "Traceback" not in too_wide.stderr
     out = tmp_path / "judgments.jsonl"
     result = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--grader", "unverified", "--out", out, "--json")
     assert result.returncode == 0, result.stderr

@@ -204,10 +204,22 @@ def test_init_writes_every_setting_with_its_default(tmp_path: Path, scifact_slic
     for name, section in PipelineConfig.model_fields.items():
         assert f"[{name}]" in text
         for key in type(getattr(defaults, name)).model_fields:
-            assert re.search(rf"^{key} = .*  # ", text, re.MULTILINE), key
+            assert re.search(rf"^(# )?{key} = .*  # ", text, re.MULTILINE), key  # unset keys (no TOML null) commented out
     again = run_cli("init", path)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert render_config(loaded).count("[") >= len(PipelineConfig.model_fields)
+
+
+def test_mine_keys_added_later_leave_earlier_runs_fingerprints_alone(tmp_path: Path, scifact_slice: Path) -> None:
+    assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 4, "skip_top": 0}
+    path = tmp_path / "gradir.toml"
+    path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nkeep_source = false\nrelative_margin = 0.05\n')
+    assert load_config(path).mine.fingerprint() == {
+        "retriever": "dense", "top_k": 4, "skip_top": 0, "keep_source": False, "relative_margin": 0.05,
+    }
+    path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nrelative_margin = 1.5\n')
+    with pytest.raises(Exception, match="relative_margin"):
+        load_config(path)
 
 
 def test_training_under_torchrun_with_two_processes(finished_run) -> None:

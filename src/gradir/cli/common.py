@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from gradir.cli.options import Options, option, section_option
+from gradir.console import err_console
 from gradir.errors import GradirError
-from gradir.pipeline.config import LLMSection, ModelSection
+from gradir.pipeline.config import LLMSection, ModelSection, Section
 
 app = typer.Typer(
     name="gradir",
@@ -46,11 +51,37 @@ def emit(result: dict, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result) + "\n")
 
 
-def check_retriever(retriever: str) -> None:
+def say(options: Options, summary: dict, message: str) -> None:
+    """A command's result: the summary as JSON with ``--json``, else one line on stderr."""
+    if options.as_json:
+        emit(summary, True)
+    else:
+        err_console.print(message)
+
+
+def timed(stage: Callable[[], dict], out: Path) -> dict:
+    """Run a stage function; its summary with the output path and the seconds it took."""
+    start = time.perf_counter()
+    summary = stage()
+    return {**summary, "out": str(out), "seconds": round(time.perf_counter() - start, 3)}
+
+
+def section_from(section: type[Section], **values: Any) -> Any:
+    """A config section built from a command's options; a value it refuses is an error naming the option."""
+    try:
+        return section(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-")
+        raise GradirError(f"{flag}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def check_retriever(retriever: str) -> str:
     from gradir.retrieval.search import RETRIEVERS
 
     if retriever not in RETRIEVERS:
         raise GradirError(f"--retriever: unknown retriever '{retriever}' (choose from {', '.join(RETRIEVERS)})")
+    return retriever
 
 
 def approximate_search(kind: str):
@@ -69,8 +100,3 @@ def llm_client(options: Options):
     backend = load_backend(options.llm, api_key_env=options.api_key_env, concurrency=options.concurrency,
                            timeout=options.timeout, max_retries=options.max_retries)
     return LLMClient(backend, cache_dir=False if options.no_cache else None)
-
-
-def llm_summary(client, written: int, out: Path, seconds: float, **extra) -> dict:
-    """What a single-stage command wrote and the LLM calls it took."""
-    return {"written": written, **client.usage_since(), "out": str(out), "seconds": round(seconds, 3), **extra}

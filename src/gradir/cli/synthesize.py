@@ -17,14 +17,14 @@ from gradir.cli.common import (
     app,
     approximate_search,
     check_retriever,
-    emit,
     llm_client,
-    llm_summary,
+    say,
+    section_from,
+    timed,
 )
 from gradir.cli.options import Options, command, option, section_option
-from gradir.pipeline.config import GenerateSection
+from gradir.pipeline.config import DocumentsSection, FilterSection, GenerateSection, MineSection
 from gradir.collections.problems import report_skipped
-from gradir.console import err_console
 from gradir.errors import GradirError
 
 
@@ -53,47 +53,26 @@ app.add_typer(generate_app, name="generate")
 )
 def generate_queries_command(o: Options) -> None:
     """Generate queries of several types for sampled passages of a collection."""
-    import time
-
     from gradir.collections import load_collection
-    from gradir.synth import QUERY_TYPES, generate_queries
-    from gradir.synth.queries import query_yield
-    from gradir.synth.records import as_rows
-    from gradir.tables import write_table
+    from gradir.synth import QUERY_TYPES
+    from gradir.synth.stage import query_stage, sample_passage_ids
 
-    start = time.perf_counter()
-    chosen = tuple(t.strip() for t in o.types.split(",") if t.strip())
+    chosen = [t.strip() for t in o.types.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in QUERY_TYPES]
     if unknown or not chosen:
         raise GradirError(f"--types: unknown type(s) {', '.join(unknown) or '(none given)'} (choose from {', '.join(QUERY_TYPES)})")
+    settings = section_from(GenerateSection, per_passage=o.per_doc, types=chosen, types_per_passage=0, attempts=o.attempts,
+                               examples=str(o.examples or ""))
     loaded = load_collection(o.collection, lenient=o.lenient)
+    passage_ids, _ = sample_passage_ids(loaded.documents, o.max_docs, o.seed)
     client = llm_client(o)
     try:
-        result = generate_queries(
-            loaded.documents, client, types=chosen, per_doc=o.per_doc, max_docs=o.max_docs,
-            examples_path=o.examples, seed=o.seed, attempts=o.attempts,
-        )
-        write_table(o.out, as_rows(result.queries))
+        summary = timed(lambda: query_stage(loaded.documents, passage_ids, settings, client, o.seed, o.out), o.out)
     finally:
         client.close()
-    by_type: dict[str, int] = {}
-    for q in result.queries:
-        by_type[q.type] = by_type.get(q.type, 0) + 1
-    summary = llm_summary(
-        client, len(result.queries), o.out, time.perf_counter() - start,
-        passages=result.passages, truncated_passages=result.truncated, by_type=by_type,
-        rejected=dict(result.rejected), answer_failures=dict(result.failures), unfilled=result.unfilled,
-        shortened=result.shortened,
-    )
-    summary.update(query_yield(len(result.queries), result.unfilled, summary["llm_calls"] + summary["cache_hits"]))
     report_skipped(loaded.log.summary())
-    if o.as_json:
-        emit(summary, True)
-    else:
-        err_console.print(
-            f"wrote {summary['written']} queries to {o.out} ({summary['llm_calls']} LLM calls, "
-            f"{summary['cache_hits']} from cache, {summary['failed']} failed, {sum(result.rejected.values())} rejected)"
-        )
+    say(o, summary, f"wrote {summary['written']} queries to {o.out} ({summary['llm_calls']} LLM calls, "
+                    f"{summary['cache_hits']} from cache, {summary['failed']} failed, {sum(summary['rejected'].values())} rejected)")
 
 
 @command(
@@ -107,32 +86,19 @@ def generate_queries_command(o: Options) -> None:
 )
 def generate_documents_command(o: Options) -> None:
     """Write documents for each query at relevance levels 3 (answers) to 0 (unrelated)."""
-    import time
+    from gradir.synth.stage import documents_stage
 
-    from gradir.synth import generate_documents
-    from gradir.synth.records import as_rows, read_synthetic_queries
-    from gradir.tables import write_table
-
-    start = time.perf_counter()
     try:
-        chosen = tuple(int(v) for v in o.levels.split(",") if v.strip())
+        levels = [int(v) for v in o.levels.split(",") if v.strip()]
     except ValueError:
         raise GradirError(f"--levels: '{o.levels}' is not a comma-separated list of integers") from None
-    records = read_synthetic_queries(o.queries)
+    settings = section_from(DocumentsSection, enabled=True, levels=levels, domain=o.domain)
     client = llm_client(o)
     try:
-        result = generate_documents(records, client, levels=chosen, domain=o.domain, seed=o.seed)
-        write_table(o.out, as_rows(result.documents))
+        summary = timed(lambda: documents_stage(o.queries, settings, client, o.seed, o.out), o.out)
     finally:
         client.close()
-    summary = llm_summary(
-        client, len(result.documents), o.out, time.perf_counter() - start,
-        rejected=dict(result.rejected), answer_failures=dict(result.failures),
-    )
-    if o.as_json:
-        emit(summary, True)
-    else:
-        err_console.print(f"wrote {summary['written']} documents to {o.out} ({summary['llm_calls']} LLM calls, {summary['failed']} failed)")
+    say(o, summary, f"wrote {summary['written']} documents to {o.out} ({summary['llm_calls']} LLM calls, {summary['failed']} failed)")
 
 
 @command(
@@ -145,38 +111,14 @@ def generate_documents_command(o: Options) -> None:
 )
 def filter_command(o: Options) -> None:
     """Round-trip filter: keep queries whose source passage the retriever finds in its top k."""
-    import time
-
     from gradir.collections import load_collection
-    from gradir.retrieval.encoding import Encoder
-    from gradir.synth import round_trip_filter
-    from gradir.synth.records import as_rows, read_synthetic_queries
-    from gradir.tables import write_table
+    from gradir.synth.stage import filter_stage
 
-    check_retriever(o.retriever)
+    settings = section_from(FilterSection, retriever=check_retriever(o.retriever), top_k=o.top_k)
     approximate = approximate_search(o.index)
-    start = time.perf_counter()
     loaded = load_collection(o.collection, lenient=o.lenient)
-    records = read_synthetic_queries(o.queries)
-    unknown = sorted({q.source_doc_id for q in records} - set(loaded.documents))
-    if unknown:
-        raise GradirError(f"{o.queries}: source_doc_id '{unknown[0]}' is not in {o.collection} ({len(unknown)} unknown)")
-    encoder = Encoder(o.model, backend=o.backend, precision=o.precision) if o.retriever != "bm25" else None
-    result = round_trip_filter(records, loaded.documents, top_k=o.top_k, retriever=o.retriever, encoder=encoder,
-                               approximate=approximate)
-    write_table(o.out, as_rows(result.kept))
-    summary = {
-        "written": len(result.kept),
-        "read": len(records),
-        "kept_fraction": round(len(result.kept) / len(records), 4),
-        "kept_fraction_by_type": {t: round(v, 4) for t, v in result.kept_fraction().items()},
-        "out": str(o.out),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    if o.as_json:
-        emit(summary, True)
-    else:
-        err_console.print(f"kept {len(result.kept)} of {len(records)} queries; by type: {summary['kept_fraction_by_type']}")
+    summary = timed(lambda: filter_stage(o.queries, loaded.documents, settings, search_encoder(o), approximate, o.out), o.out)
+    say(o, summary, f"kept {summary['written']} of {summary['read']} queries; by type: {summary['kept_fraction_by_type']}")
 
 
 @command(
@@ -193,37 +135,20 @@ def filter_command(o: Options) -> None:
 )
 def mine_command(o: Options) -> None:
     """Mine candidate documents for each query: the pairs a grader will judge."""
-    import time
-    from dataclasses import asdict
-
     from gradir.collections import load_collection
-    from gradir.collections.records import Query
-    from gradir.retrieval.encoding import Encoder
-    from gradir.retrieval.mining import mine_candidates
-    from gradir.synth.records import read_synthetic_queries
-    from gradir.tables import write_table
+    from gradir.synth.stage import mine_stage
 
-    check_retriever(o.retriever)
+    settings = section_from(MineSection, retriever=check_retriever(o.retriever), top_k=o.top_k, skip_top=o.skip_top,
+                           keep_source=not o.exclude_source, absolute_margin=o.absolute_margin,
+                           relative_margin=o.relative_margin)
     approximate = approximate_search(o.index)
-    start = time.perf_counter()
     loaded = load_collection(o.collection, lenient=o.lenient)
-    records = read_synthetic_queries(o.queries)
-    encoder = Encoder(o.model, backend=o.backend, precision=o.precision) if o.retriever != "bm25" else None
-    candidates = mine_candidates(
-        {q.query_id: Query(q.query_id, q.text) for q in records},
-        {q.query_id: q.source_doc_id for q in records if q.source_doc_id in loaded.documents},
-        loaded.documents, retriever=o.retriever, top_k=o.top_k, skip_top=o.skip_top, keep_source=not o.exclude_source,
-        absolute_margin=o.absolute_margin, relative_margin=o.relative_margin, encoder=encoder,
-        approximate=approximate,
-    )
-    write_table(o.out, [asdict(c) for c in candidates])
-    summary = {
-        "written": len(candidates), "queries": len(records), "retriever": o.retriever,
-        "out": str(o.out), "seconds": round(time.perf_counter() - start, 3),
-    }
-    if o.as_json:
-        emit(summary, True)
-    else:
-        err_console.print(f"wrote {len(candidates)} pairs for {len(records)} queries to {o.out}")
+    summary = timed(lambda: mine_stage(o.queries, loaded.documents, settings, search_encoder(o), approximate, o.out), o.out)
+    say(o, summary, f"wrote {summary['written']} pairs for {summary['queries']} queries to {o.out}")
 
 
+def search_encoder(o: Options):
+    """The dense model of ``SEARCH`` (None with BM25, which needs none)."""
+    from gradir.retrieval.encoding import Encoder
+
+    return Encoder(o.model, backend=o.backend, precision=o.precision) if o.retriever != "bm25" else None

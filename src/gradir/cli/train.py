@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from gradir.cli.common import COLLECTION, JSON, LENIENT, SEED, app, emit
+from gradir.cli.common import COLLECTION, JSON, LENIENT, SEED, app, emit, section_from
 from gradir.cli.options import Opt, Options, command, option, section_option
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
@@ -101,7 +101,8 @@ def train_command(o: Options) -> None:
     if o.settings_file is not None:
         settings = TrainSettings.read(o.settings_file)
     else:
-        settings = _section(
+        settings = section_from(
+            TrainSection,
             loss=o.loss, epochs=o.epochs, max_steps=o.max_steps, batch_size=o.batch_size, learning_rate=o.lr,
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
@@ -117,17 +118,6 @@ def train_command(o: Options) -> None:
                    resume=o.resume, extra_documents=extra, loss_options=parse_loss_options(o.loss_option or []),
                    query_groups=_read_query_groups(o.query_groups) if o.query_groups else None)
     _finish_training(result, loaded.log.summary(), o.as_json)
-
-
-def _section(**values) -> TrainSection:
-    """The options as the ``[train]`` section, validated by the same rules as a config file."""
-    from pydantic import ValidationError
-
-    try:
-        return TrainSection(**values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise GradirError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
 
 @command(

@@ -140,6 +140,18 @@ class MineSection(Section):
     retriever: Retriever = Field("dense", description="dense | bm25 | hybrid")
     top_k: int = Field(4, ge=1, description="candidates retrieved per query")
     skip_top: int = Field(0, ge=0, description="leave out the first n ranks (likely unlabelled positives)")
+    keep_source: bool = Field(True, description="keep the source passage among the pairs (the grader's anchor)")
+    absolute_margin: float | None = Field(
+        None, description="dense: keep candidates scoring below the source's score minus this (NV-Retriever's margin)"
+    )
+    relative_margin: float | None = Field(
+        None, gt=0, lt=1, description="dense: keep candidates scoring below the source's score x (1 - this)"
+    )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings in the mine stage's fingerprint; the keys added later count only when set (earlier runs stay valid)."""
+        added = {"keep_source": True, "absolute_margin": None, "relative_margin": None}
+        return {k: v for k, v in self.model_dump().items() if k not in added or v != added[k]}
 
 
 class GradeSection(Section):
@@ -409,5 +421,9 @@ def render_config(config: PipelineConfig | None = None) -> str:
         section = getattr(config, name)
         lines += ["", f"# {type(section).__doc__.strip()}", f"[{name}]"]
         for key, info in type(section).model_fields.items():
-            lines.append(f"{key} = {_toml_value(getattr(section, key))}  # {info.description}")
+            value = getattr(section, key)
+            if value is None:  # TOML has no null: an unset key is shown commented out
+                lines.append(f"# {key} = 0.1  # {info.description} (unset: off)")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}  # {info.description}")
     return "\n".join(lines) + "\n"

@@ -115,13 +115,15 @@ def cached_calls(context: Any, done: set[str]) -> dict[str, CachedCalls]:
     grader check, whose inputs exist only after stages that encode or write.
     """
     from gradir.pipeline.files import PAIRS
-    from gradir.pipeline.stages import pairs_to_grade, sampled_passage_ids, write_queries
+    from gradir.pipeline.stages import pairs_to_grade, sampled_passage_ids
+    from gradir.synth.stage import write_queries
 
     config: PipelineConfig = context.config
     found: dict[str, CachedCalls] = {}
     if "generate" not in done:
         view = context.client().cache_only_view()
-        _, tally = write_queries(context, view, sampled_passage_ids(context)[0])
+        _, tally = write_queries(context.collection.documents, sampled_passage_ids(context)[0], config.generate, view,
+                                 config.run.seed)
         found["generate"] = CachedCalls(view.counts.cache_hits, tally["unfilled"])
     mined = "mine" in done and context.path(PAIRS).is_file()
     if config.grade.grader in ("llm", "likelihood") and "grade" not in done and mined and not config.documents.enabled:

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gradir.atomic import write_text_atomic
 from gradir.collections.loader import Collection
-from gradir.collections.records import Document, Query
+from gradir.collections.records import Document
 from gradir.errors import GradirError
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.files import (
@@ -125,115 +123,38 @@ def sample_passages(ctx: Context) -> dict[str, Any]:
 
 def sampled_passage_ids(ctx: Context) -> tuple[list[str], int]:
     """The passages the sample stage picks (the same ids on every call), and how many were eligible."""
-    eligible = [did for did, doc in ctx.collection.documents.items() if len(doc.full_text.split()) >= 8]
-    wanted = min(ctx.config.generate.passages, len(eligible))
-    return random.Random(ctx.config.run.seed).sample(eligible, wanted), len(eligible)
+    from gradir.synth.stage import sample_passage_ids
+
+    return sample_passage_ids(ctx.collection.documents, ctx.config.generate.passages, ctx.config.run.seed)
 
 
 def generate_queries(ctx: Context) -> dict[str, Any]:
-    from gradir.synth.queries import query_yield
-    from gradir.synth.records import as_rows
+    from gradir.synth.stage import query_stage
 
     passage_ids = [row["doc_id"] for row in read_table(ctx.path(PASSAGES))]
-    mark = ctx.client().usage_mark()
-    queries, tally = write_queries(ctx, ctx.client(), passage_ids)
-    _write_rows(ctx.path(QUERIES), as_rows(queries))
-    calls = ctx.client().usage_since(mark)
-    return {
-        "written": len(queries), "passages": len(passage_ids), "by_type": dict(Counter(q.type for q in queries)),
-        "rejected": dict(tally["rejected"]), "answer_failures": dict(tally["failures"]), "unfilled": tally["unfilled"],
-        "shortened": tally["shortened"],
-        **query_yield(len(queries), tally["unfilled"], calls["llm_calls"] + calls["cache_hits"]), **calls,
-    }
-
-
-def write_queries(ctx: Context, client, passage_ids: list[str]) -> tuple[list, dict[str, Any]]:
-    """The generate stage's queries for these passages through ``client``, and a tally of what happened.
-
-    The plan calls it with the client's cache-only view to count the calls already paid for.
-    """
-    from gradir.synth import generate_queries as generate
-
-    settings = ctx.config.generate
-    queries: list = []
-    tally: dict[str, Any] = {"rejected": Counter(), "failures": Counter(), "unfilled": 0, "shortened": 0}
-    for types, ids in _types_of_passages(passage_ids, settings.types, settings.types_per_passage).items():
-        result = generate(
-            {did: ctx.collection.documents[did] for did in ids}, client, types=types,
-            per_doc=settings.per_passage, max_docs=None, examples_path=settings.examples or None,
-            seed=ctx.config.run.seed, attempts=settings.attempts,
-        )
-        queries += result.queries
-        tally["rejected"].update(result.rejected)
-        tally["failures"].update(result.failures)
-        tally["unfilled"] += result.unfilled
-        tally["shortened"] += result.shortened
-    return queries, tally
-
-
-def _types_of_passages(passage_ids: list[str], types: list[str], per_passage: int) -> dict[tuple[str, ...], list[str]]:
-    """Group passages by the query types they get: all types, or ``per_passage`` of them in rotation."""
-    if per_passage == 0 or per_passage >= len(types):
-        return {tuple(types): passage_ids}
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for k, did in enumerate(passage_ids):
-        chosen = tuple(types[(k * per_passage + j) % len(types)] for j in range(per_passage))
-        groups.setdefault(chosen, []).append(did)
-    return groups
+    return query_stage(ctx.collection.documents, passage_ids, ctx.config.generate, ctx.client(), ctx.config.run.seed,
+                       ctx.path(QUERIES))
 
 
 def filter_queries(ctx: Context) -> dict[str, Any]:
-    from gradir.synth import round_trip_filter
-    from gradir.synth.records import as_rows, read_synthetic_queries
+    from gradir.synth.stage import filter_stage
 
-    settings = ctx.config.filter
-    queries = read_synthetic_queries(ctx.path(QUERIES))
-    if not settings.enabled:
-        _write_rows(ctx.path(KEPT), as_rows(queries))
-        return {"written": len(queries), "read": len(queries), "enabled": False}
-    # With BM25 the encoder only lends its cache folder, where the collection's BM25 index is saved.
-    result = round_trip_filter(queries, ctx.collection.documents, top_k=settings.top_k, retriever=settings.retriever,
-                               encoder=ctx.encoder(), approximate=ctx.config.index.approximate())
-    if not result.kept:
-        raise GradirError(f"the round-trip filter kept none of {len(queries)} queries (try a larger filter.top_k)")
-    _write_rows(ctx.path(KEPT), as_rows(result.kept))
-    return {
-        "written": len(result.kept), "read": len(queries), "enabled": True,
-        "kept_fraction": round(len(result.kept) / len(queries), 4),
-        "kept_fraction_by_type": {t: round(v, 4) for t, v in result.kept_fraction().items()},
-    }
+    return filter_stage(ctx.path(QUERIES), ctx.collection.documents, ctx.config.filter, ctx.encoder(),
+                        ctx.config.index.approximate(), ctx.path(KEPT))
 
 
 def generate_documents(ctx: Context) -> dict[str, Any]:
-    settings = ctx.config.documents
-    if not settings.enabled:
-        _write_rows(ctx.path(DOCUMENTS), [])
-        return {"written": 0, "enabled": False}
-    from gradir.synth import generate_documents as generate
-    from gradir.synth.records import as_rows, read_synthetic_queries
+    from gradir.synth.stage import documents_stage
 
-    queries = read_synthetic_queries(ctx.path(KEPT))
-    mark = ctx.client().usage_mark()
-    result = generate(queries, ctx.client(), levels=tuple(settings.levels), domain=settings.domain, seed=ctx.config.run.seed)
-    _write_rows(ctx.path(DOCUMENTS), as_rows(result.documents))
-    return {"written": len(result.documents), "enabled": True, "rejected": dict(result.rejected),
-            "answer_failures": dict(result.failures), **ctx.client().usage_since(mark)}
+    client = ctx.client() if ctx.config.documents.enabled else None
+    return documents_stage(ctx.path(KEPT), ctx.config.documents, client, ctx.config.run.seed, ctx.path(DOCUMENTS))
 
 
 def mine(ctx: Context) -> dict[str, Any]:
-    from gradir.retrieval.mining import mine_candidates
-    from gradir.synth.records import read_synthetic_queries
+    from gradir.synth.stage import mine_stage
 
-    settings = ctx.config.mine
-    queries = read_synthetic_queries(ctx.path(KEPT))
-    candidates = mine_candidates(
-        {q.query_id: Query(q.query_id, q.text) for q in queries},
-        {q.query_id: q.source_doc_id for q in queries},
-        ctx.collection.documents, retriever=settings.retriever, top_k=settings.top_k, skip_top=settings.skip_top,
-        encoder=ctx.encoder(), approximate=ctx.config.index.approximate(),  # BM25: the encoder's cache folder only
-    )
-    _write_rows(ctx.path(PAIRS), [asdict(c) for c in candidates])
-    return {"written": len(candidates), "queries": len(queries)}
+    return mine_stage(ctx.path(KEPT), ctx.collection.documents, ctx.config.mine, ctx.encoder(),
+                      ctx.config.index.approximate(), ctx.path(PAIRS))
 
 
 def synthetic_documents(ctx: Context) -> dict[str, Document]:
@@ -485,7 +406,7 @@ STAGES: tuple[Stage, ...] = (
           (DOCUMENTS,), description="writing documents at relevance levels"),
     # "pair_scores": mined pairs carry each candidate's BM25 score too (runs mined before it mine again)
     Stage("mine", mine, ("filter",),
-          lambda c: {**c.mine.model_dump(), **_encoding(c), **c.index.fingerprint(), "pair_scores": "retriever+bm25"},
+          lambda c: {**c.mine.fingerprint(), **_encoding(c), **c.index.fingerprint(), "pair_scores": "retriever+bm25"},
           (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
