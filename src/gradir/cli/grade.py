@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from gradir.cli.common import LLM_CONNECTION, JSON, LENIENT, SEED, app, emit, llm_client
+from gradir.cli.common import LLM_CONNECTION, JSON, LENIENT, SEED, app, emit, llm_client, section_from
 from gradir.cli.options import Options, command, option, section_option
 from gradir.pipeline.config import GradeSection
 from gradir.console import err_console
@@ -55,9 +55,10 @@ def grade_command(o: Options) -> None:
         raise GradirError(f"--retriever-weight {o.retriever_weight} + --bm25-weight {o.bm25_weight} is more than 1 "
                           "(the likelihood's weight is 1 minus both)")
     start = time.perf_counter()
-    settings = GradeSection(grader=o.grader, cross_encoder=str(o.model or ""), samples=o.samples, balance=o.balance,
-                            budget=o.budget, source_floor=o.source_floor, retriever_weight=o.retriever_weight,
-                            bm25_weight=o.bm25_weight)
+    settings = section_from(
+        GradeSection, grader=o.grader, cross_encoder=str(o.model or ""), samples=o.samples, balance=o.balance,
+        budget=o.budget, source_floor=o.source_floor, retriever_weight=o.retriever_weight, bm25_weight=o.bm25_weight,
+    )
     if o.grader not in LLM_GRADERS:
         client = None
     else:
@@ -73,7 +74,7 @@ def grade_command(o: Options) -> None:
                                           top_k=o.top_k, encoder=Encoder(cache_dir=False if o.no_cache else None))
             summary = {"collection": str(o.collection), "split": o.split, "grader": o.grader, **checked}
         else:
-            summary = _grade_pairs_file(o.pairs, o.out, loaded, settings, client, o.seed)
+            summary = _grade_pairs_file(o, loaded, settings, client)
     finally:
         if client is not None:
             client.close()
@@ -91,25 +92,15 @@ def grade_command(o: Options) -> None:
         err_console.print(f"wrote {summary['written']} judgments to {o.out}; grades {summary['histogram']}")
 
 
-def _grade_pairs_file(pairs: Path, out: Path, collection, settings, client, seed: int) -> dict:
+def _grade_pairs_file(o: Options, collection, settings: GradeSection, client) -> dict:
     """``gradir grade --pairs``: the pipeline's grade stage on a pairs table (or synthetic documents for ``level``)."""
-    from gradir.grading.grade import grade_histogram, read_pairs
-    from gradir.grading.level import grade_by_level
-    from gradir.grading.stage import grade_stage
-    from gradir.grading.judgments import write_judgments
+    from gradir.grading.grade import read_pairs
+    from gradir.grading.stage import grade_by_level_to_file, grade_to_files
     from gradir.synth.records import read_synthetic_documents
-    from gradir.tables import write_table
 
     if settings.grader == "level":
-        judgments = grade_by_level(read_synthetic_documents(pairs))
-        write_judgments(out, judgments)
-        return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments), "out": str(out)}
-    graded = grade_stage(read_pairs(pairs, collection.documents), collection.documents, settings, client, client, seed=seed)
-    if settings.balance:
-        documents_path = out.with_name(out.stem + ".documents" + out.suffix)
-        write_table(documents_path, graded.balance_documents)
-        graded.summary["balance"]["documents"] = str(documents_path)
-    write_judgments(out, graded.judgments)
-    return {**graded.summary, "out": str(out)}
-
-
+        return {**grade_by_level_to_file(read_synthetic_documents(o.pairs), o.out), "out": str(o.out)}
+    balance_out = o.out.with_name(o.out.stem + ".documents" + o.out.suffix)
+    summary = grade_to_files(read_pairs(o.pairs, collection.documents), collection.documents, settings, client, client,
+                             o.seed, o.out, balance_out)
+    return {**summary, "out": str(o.out)}

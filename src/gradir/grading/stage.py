@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradir.collections.records import Document
@@ -80,6 +81,38 @@ def grade_stage(
         raise GradirError("grading produced no judgments (every pair failed); see the failures in the summary")
     summary.update(written=len(judgments), final_histogram=grade_histogram(judgments))
     return GradedPairs(judgments, summary, balance_documents)
+
+
+def grade_to_files(
+    pairs: list[Pair], documents: dict[str, Document], settings: GradeSection, client: LLMClient | None,
+    writer: LLMClient | None, seed: int, out: Path, balance_out: Path,
+) -> dict[str, Any]:
+    """:func:`grade_stage`, then the judgments written to ``out`` and the balancing's documents to ``balance_out``.
+
+    Without balancing, a ``balance_out`` left by an earlier run is removed (its documents
+    would name judgments that no longer exist). The summary is the grade stage's.
+    """
+    from gradir.grading.judgments import write_judgments
+    from gradir.tables import write_table
+
+    graded = grade_stage(pairs, documents, settings, client, writer, seed=seed)
+    if settings.balance:
+        write_table(balance_out, graded.balance_documents)
+        graded.summary["balance"]["documents"] = str(balance_out)
+    else:
+        balance_out.unlink(missing_ok=True)
+    write_judgments(out, graded.judgments)
+    return graded.summary
+
+
+def grade_by_level_to_file(written: list, out: Path) -> dict[str, Any]:
+    """The ``level`` grader: each written document graded at the level it was written for, into ``out``."""
+    from gradir.grading.judgments import write_judgments
+    from gradir.grading.level import grade_by_level
+
+    judgments = grade_by_level(written)
+    write_judgments(out, judgments)
+    return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
 
 
 def with_source_floor(judgments: list[Judgment], pairs: list[Pair], floor: int) -> list[Judgment]:

@@ -173,30 +173,19 @@ def synthetic_documents_in(run_dir: Path) -> dict[str, Document]:
 
 
 def grade(ctx: Context) -> dict[str, Any]:
-    from gradir.grading.grade import grade_histogram
-    from gradir.grading.level import grade_by_level
-    from gradir.grading.stage import LLM_GRADERS, grade_stage
-    from gradir.grading.judgments import write_judgments
+    from gradir.grading.stage import LLM_GRADERS, grade_by_level_to_file, grade_to_files
     from gradir.synth.records import read_synthetic_documents
 
     settings = ctx.config.grade
     written = read_synthetic_documents(ctx.path(DOCUMENTS)) if ctx.config.documents.enabled else []
     if settings.grader == "level":
-        judgments = grade_by_level(written)
-        write_judgments(ctx.path(JUDGMENTS), judgments)
         ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
-        return {"written": len(judgments), "grader": "level", "histogram": grade_histogram(judgments)}
+        return grade_by_level_to_file(written, ctx.path(JUDGMENTS))
     pairs, documents = pairs_to_grade(ctx, written)
     client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
     mark = client.usage_mark() if client else None
-    graded = grade_stage(pairs, documents, settings, client, ctx.client() if settings.balance else None,
-                         seed=ctx.config.run.seed)
-    if settings.balance:
-        _write_rows(ctx.path(BALANCE_DOCUMENTS), graded.balance_documents)
-    else:
-        ctx.path(BALANCE_DOCUMENTS).unlink(missing_ok=True)
-    write_judgments(ctx.path(JUDGMENTS), graded.judgments)
-    summary = graded.summary
+    summary = grade_to_files(pairs, documents, settings, client, ctx.client() if settings.balance else None,
+                             ctx.config.run.seed, ctx.path(JUDGMENTS), ctx.path(BALANCE_DOCUMENTS))
     if settings.check_queries:
         summary["check"] = _check_grader(ctx, client)
     if client is not None:
