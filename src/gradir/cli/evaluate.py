@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from gradir.cli.common import COLLECTION, ENCODING_RUNTIME, JSON, LENIENT, SPLIT, app, check_retriever, emit
+from gradir.cli.common import COLLECTION, ENCODING_RUNTIME, JSON, LENIENT, SPLIT, app, check_retriever, emit, say, timed
 from gradir.cli.options import Options, argument, command, option
 from gradir.collections.problems import report_skipped
 from gradir.console import err_console
@@ -127,11 +127,8 @@ def check_command(o: Options) -> None:
         "problems": [str(p) for p in loaded.log.problems[:100]],
     }
     report_skipped(loaded.log.summary())
-    if o.as_json:
-        emit(result, True)
-    else:
-        judged = ", ".join(f"{s}: {n}" for s, n in splits.items()) or "no qrels"
-        err_console.print(f"{o.collection}: {len(loaded.documents)} documents, {len(loaded.queries)} queries, judgments {judged}")
+    judged = ", ".join(f"{s}: {n}" for s, n in splits.items()) or "no qrels"
+    say(o, result, f"{o.collection}: {len(loaded.documents)} documents, {len(loaded.queries)} queries, judgments {judged}")
 
 
 judgments_app = typer.Typer(help="Make judgments tables (the supervision of the graded losses).", no_args_is_help=True)
@@ -150,30 +147,20 @@ app.add_typer(judgments_app, name="judgments")
 )
 def judgments_from_qrels_command(o: Options) -> None:
     """Turn human graded qrels into a judgments table (p_relevant = grade / top grade)."""
-    import time
+    from collections import Counter
 
     from gradir.collections import load_collection
     from gradir.grading.judgments import judgments_from_qrels, write_judgments
 
-    start = time.perf_counter()
-    loaded = load_collection(o.collection, lenient=o.lenient)
-    judgments = judgments_from_qrels(
-        loaded, o.split, max_queries=o.max_queries, negatives=o.negatives, retriever=o.retriever, seed=o.seed
-    )
-    write_judgments(o.out, judgments)
-    grades: dict[str, int] = {}
-    for j in judgments:
-        grades[str(j.grade)] = grades.get(str(j.grade), 0) + 1
-    result = {
-        "written": len(judgments),
-        "queries": len({j.query_id for j in judgments}),
-        "grades": dict(sorted(grades.items())),
-        "out": str(o.out),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    report_skipped(loaded.log.summary())
-    if o.as_json:
-        emit(result, True)
-    else:
-        err_console.print(f"wrote {result['written']} judgments of {result['queries']} queries to {o.out}")
+    def make() -> dict:
+        judgments = judgments_from_qrels(
+            loaded, o.split, max_queries=o.max_queries, negatives=o.negatives, retriever=o.retriever, seed=o.seed
+        )
+        write_judgments(o.out, judgments)
+        return {"written": len(judgments), "queries": len({j.query_id for j in judgments}),
+                "grades": dict(sorted(Counter(str(j.grade) for j in judgments).items()))}
 
+    loaded = load_collection(o.collection, lenient=o.lenient)
+    result = timed(make, o.out)
+    report_skipped(loaded.log.summary())
+    say(o, result, f"wrote {result['written']} judgments of {result['queries']} queries to {o.out}")
