@@ -147,6 +147,11 @@ def test_mine_then_grade_through_the_cli_with_balancing(tmp_path: Path) -> None:
     assert len(written) == summary["written"] >= json.loads(mined.stdout)["written"] - summary["failed"]
     assert all(0.0 <= j.p_relevant <= 1.0 and len(j.grade_probabilities) == 4 for j in written)
 
+    # Balancing writes documents that only the llm grader grades: refused with other graders, as in the config.
+    refused = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", tmp_path / "no.jsonl",
+                      "--grader", "likelihood", "--balance")
+    assert refused.returncode == 2 and "--balance needs --grader llm" in refused.stderr
+
     # The pipeline's source floor, from the cache: each query's source passage is graded 3.
     again = run_cli("grade", "--pairs", pairs, "--collection", TINY, "--out", tmp_path / "again.jsonl",
                     "--source-floor", "3", "--json")

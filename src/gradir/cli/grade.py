@@ -49,8 +49,10 @@ def grade_command(o: Options) -> None:
         raise GradirError("grade needs --pairs and --out (or --against-qrels)")
     if not o.against_qrels and o.grader != "level" and o.collection is None:
         raise GradirError("--pairs needs --collection (the documents to grade)")
-    if o.balance and o.grader not in LLM_GRADERS:
-        raise GradirError("--balance needs the llm grader")
+    if o.balance and o.grader != "llm":
+        # The documents balancing writes are graded by the LLM grader's prompt (grading/balance.py),
+        # so other graders would mix two teachers' labels; the config rule (grade.balance) is the same.
+        raise GradirError(f"--balance needs --grader llm, not '{o.grader}'")
     if o.retriever_weight + o.bm25_weight > 1:
         raise GradirError(f"--retriever-weight {o.retriever_weight} + --bm25-weight {o.bm25_weight} is more than 1 "
                           "(the likelihood's weight is 1 minus both)")
