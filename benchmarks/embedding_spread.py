@@ -53,6 +53,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=10, help="measure every this many steps")
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
+                        help="a loss setting, e.g. listwise_kl:teacher_temperature=0.05 (repeatable)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
 
@@ -94,7 +96,10 @@ def train_and_probe(loss_name: str, rows, judged, probe: Probe, args: argparse.N
     torch.manual_seed(args.seed)
     model = SentenceTransformer(str(resolve_model_path(None)), device="cpu")
     model.max_seq_length = 128
-    loss = LOSSES[loss_name](model)
+    from gradir.cli import parse_loss_options
+
+    options = parse_loss_options([o.split(":", 1)[1] for o in args.loss_option if o.split(":", 1)[0] == loss_name])
+    loss = LOSSES[loss_name](model, **options)
     loss.use_judgments(judged)
     own = [p for name, p in loss.named_parameters() if not name.startswith("model.")]
     groups = [{"params": list(model.parameters()), "lr": args.learning_rate}]
@@ -145,7 +150,8 @@ def main() -> None:
         append_section(
             "Embedding spread while training on NFCorpus dev",
             f"python benchmarks/embedding_spread.py --steps {args.steps} --every {args.every} "
-            f"--learning-rate {args.learning_rate} --seed {args.seed} --losses {' '.join(args.losses)}",
+            f"--learning-rate {args.learning_rate} --seed {args.seed} --losses {' '.join(args.losses)}"
+            + "".join(f" --loss-option {o}" for o in args.loss_option),
             f"Data: NFCorpus dev judgments (human grades 1–2, 3 grade-0 documents per query from the base's ranks "
             f"30–100), {HELD_OUT} queries held out; each loss's rows as gradir's assembler builds them, batch {BATCH}, "
             f"list size 4; one seed.  \nTime: {(time.perf_counter() - started) / 60:.0f} min for the whole script.",
