@@ -38,6 +38,7 @@ from gradir.losses import LOSSES  # noqa: E402
 from gradir.models import resolve_model_path  # noqa: E402
 from gradir.training import assemble_training_set  # noqa: E402
 from gradir.training_defaults import DEFAULT_LOSS_LEARNING_RATE  # noqa: E402
+from losses_nfcorpus import loss_options  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,10 +97,7 @@ def train_and_probe(loss_name: str, rows, judged, probe: Probe, args: argparse.N
     torch.manual_seed(args.seed)
     model = SentenceTransformer(str(resolve_model_path(None)), device="cpu")
     model.max_seq_length = 128
-    from gradir.cli import parse_loss_options
-
-    options = parse_loss_options([o.split(":", 1)[1] for o in args.loss_option if o.split(":", 1)[0] == loss_name])
-    loss = LOSSES[loss_name](model, **options)
+    loss = LOSSES[loss_name](model, **loss_options(args, loss_name))
     loss.use_judgments(judged)
     own = [p for name, p in loss.named_parameters() if not name.startswith("model.")]
     groups = [{"params": list(model.parameters()), "lr": args.learning_rate}]
@@ -129,7 +127,6 @@ def train_and_probe(loss_name: str, rows, judged, probe: Probe, args: argparse.N
 def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     collection = load_collection(NFCORPUS)
     judgments = judgments_from_qrels(collection, "dev", negatives=3, negatives_from=(30, 100))
     rng = random.Random(args.seed)
