@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from gradir.retrieval.encoding import Encoder
 from gradir.collections.records import Document
 from gradir.retrieval.bm25 import BM25Index, collection_index
 from gradir.retrieval.dense import ApproximateSearch, DenseIndex
+from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.retrieval.search import search
 
 
@@ -44,6 +47,35 @@ def test_approximate_indexes_find_most_of_the_exact_top_k_with_exact_scores(kind
             assert score == pytest.approx(float(docs[int(did[1:])] @ row), abs=1e-5)
     with pytest.raises(ValueError, match="unknown index"):
         ApproximateSearch(kind="annoy")
+
+
+def _resident_file_pages() -> int:
+    """This process' resident memory-mapped file pages, in bytes (Linux: ``RssFile``)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssFile:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RssFile from /proc")
+def test_an_exact_index_on_the_embedding_cache_gives_its_pages_back_and_still_searches(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    docs = rng.normal(size=(40_000, 384)).astype(np.float32)  # 61 MB
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    cache = EmbeddingCache(tmp_path, "m")
+    keys = [text_key(f"d{i}") for i in range(len(docs))]
+    cache.put_many(keys, docs)
+    vectors, order = cache.block_of(cache.rows_of(keys))
+    ids, qids = [f"d{i}" for i in order], ["a", "b"]
+    index = DenseIndex(ids, vectors)
+    before = _resident_file_pages()
+    found = index.search(qids, docs[[5, 9]], top_k=10)  # exact search reads every page
+    touched = _resident_file_pages()
+    index.drop_resident_pages()
+    assert touched - before > 50e6
+    assert touched - _resident_file_pages() > 50e6
+    assert index.search(qids, docs[[5, 9]], top_k=10) == found == DenseIndex(ids, np.array(vectors)).search(qids, docs[[5, 9]], top_k=10)
+    in_memory = DenseIndex(ids, np.array(vectors))
+    in_memory.drop_resident_pages()  # vectors of the process' own: nothing to give back, nothing lost
+    assert in_memory.search(qids, docs[[5, 9]], top_k=10) == found
 
 
 def test_a_collection_too_small_to_train_pq_codes_is_searched_exactly() -> None:

@@ -45,6 +45,7 @@ def search(
         encoder = encoder or Encoder()
         index = encoder.document_index(documents, approximate)
         runs.append(index.search(query_ids, encoder.encode_queries(query_texts), top_k))
+        index.drop_resident_pages()  # kept for the next search, not resident in the work between
     if retriever in ("bm25", "hybrid"):
         cache = cache_dir or (default_cache_dir() if encoder is None else encoder.cache_root)
         runs.append(collection_index(documents, cache).search(query_ids, query_texts, top_k))
