@@ -1,6 +1,7 @@
 """`gradir run` on collections of 100k passages and up: wall time, peak memory and disk per stage.
 
     python benchmarks/scale.py [--sizes 100000 300000] [--work /tmp/gradir-scale]
+    python benchmarks/scale.py --sizes 100000 1000000 100000 --no-bm25-rows   # growth, drift cancelled
 
 Collection: SciFact's 5,183 abstracts with their ids, queries and test qrels, and beside
 them passages made from the shipped SciFact and NFCorpus text up to the size asked for:
@@ -29,7 +30,12 @@ plan). Then the same run again with nothing changed (every stage skipped). Besid
 child process, measured the same way, at the same batch size. Last, the collection's BM25
 index (what training's validation searches for distractors) built from scratch by gradir,
 beside it by bm25s' own ``tokenize`` + ``index``, and then loaded as the run saved it in
-its cache, each in a child process (``--bm25-only``: these rows alone).
+its cache, each in a child process (``--bm25-only``: these rows alone; ``--no-bm25-rows``:
+leave them out).
+
+Growth ratios divide the largest size's figures by the smallest's. This machine's speed
+drifts by tens of percent over the half hour between two sizes, so a size can be given
+twice, before and after the large one: its figures in the ratio are then the mean of both.
 
 Memory is reported twice: peak RSS (what ``top`` shows) and peak anonymous memory, which
 leaves out the resident pages of memory-mapped files (the embedding cache, a saved BM25
@@ -334,19 +340,33 @@ def render(rows: list[dict]) -> str:
     sizes = sorted({r["size"] for r in rows})
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
-        by = {(r["size"], r["part"]): r for r in rows}
-        lines += ["", f"Growth from {small:,} to {large:,} passages ({large / small:.0f}× the data):", "",
+        runs_of_small = len({r.get("pass", 0) for r in rows if r["size"] == small})
+        both = f"; the {small:,} figures are the mean of its {runs_of_small} runs, before and after" if runs_of_small > 1 else ""
+        lines += ["", f"Growth from {small:,} to {large:,} passages ({large / small:.0f}× the data{both}):", "",
                   "| part | time ratio | peak RSS ratio |", "|---|---|---|"]
         for part in dict.fromkeys(r["part"] for r in rows):
-            a, b = by.get((small, part)), by.get((large, part))
+            a, b = _mean_of(rows, small, part), _mean_of(rows, large, part)
             if a and b and a["seconds"] > 0 and a["peak_rss"] > 0:
                 lines.append(f"| {part} | {b['seconds'] / a['seconds']:.1f} | {b['peak_rss'] / a['peak_rss']:.1f} |")
     return "\n".join(lines)
 
 
+def _mean_of(rows: list[dict], size: int, part: str) -> dict | None:
+    """Seconds and peak RSS of one part at one size, averaged over the runs at that size (None: not run)."""
+    found = [r for r in rows if r["size"] == size and r["part"] == part]
+    if not found:
+        return None
+    return {key: sum(r[key] for r in found) / len(found) for key in ("seconds", "peak_rss")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000],
+                        help="collection sizes, run in this order; a size given twice (100000 1000000 100000) "
+                             "is run twice and the growth ratios use the mean of its runs, so that the machine's "
+                             "drift between runs minutes apart cancels")
+    parser.add_argument("--no-bm25-rows", action="store_true",
+                        help="leave out the BM25 build rows beside each run (gradir's build, bm25s' own, loaded)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gradir-scale"))
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     parser.add_argument("--bm25-only", action="store_true",
@@ -364,10 +384,12 @@ def main() -> None:
     server = InstantServer()
     rows: list[dict] = []
     try:
-        for size in args.sizes:
-            rows += pipeline_rows(size, args.work, model, server)
-            rows += bm25_rows(size, args.work)
-            rows.append(plain_row(size, args.work, model))
+        for turn, size in enumerate(args.sizes):
+            done = pipeline_rows(size, args.work, model, server)
+            if not args.no_bm25_rows:
+                done += bm25_rows(size, args.work)
+            done.append(plain_row(size, args.work, model))
+            rows += [{**row, "pass": turn} for row in done]
             print(render(rows), flush=True)
             (args.work / "scale.json").write_text(json.dumps(rows, indent=1))
     finally:
@@ -375,7 +397,8 @@ def main() -> None:
     table = render(rows)
     if not args.no_record:
         append_section(
-            "A large collection through gradir run", f"python benchmarks/scale.py --sizes {' '.join(map(str, args.sizes))}",
+            "A large collection through gradir run",
+            f"python benchmarks/scale.py --sizes {' '.join(map(str, args.sizes))}{' --no-bm25-rows' * args.no_bm25_rows}",
             "SciFact (5,183 abstracts, its 300 test queries) plus passages of the shipped SciFact and NFCorpus "
             "text up to each size, each two random sentence windows joined (one length distribution at every size); "
             "StaticEmbedding from all-MiniLM-L6-v2's token embeddings; an instant local "
