@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +65,32 @@ def test_eval_on_another_split_plain_output_and_progress_lines_in_a_log(tmp_path
     assert result.returncode == 0, result.stderr
     assert "ndcg@10" in result.stdout and "dev" in result.stdout
     assert re.search(r"^encoding documents: (\d+)/\1, done in 0:00:\d\d$", result.stderr, re.MULTILINE), result.stderr
+
+
+def test_eval_progress_on_a_terminal_is_a_live_bar_with_eta(tmp_path: Path) -> None:
+    # stderr is a pseudo-terminal here, as for a user at a shell: a bar, not plain lines.
+    terminal, child_side = pty.openpty()
+    env = {**os.environ, "GRADIR_CACHE_DIR": str(tmp_path / "cache"), "TERM": "xterm-256color", "COLUMNS": "120"}
+    env.pop("TTY_COMPATIBLE", None)
+    child = subprocess.Popen([sys.executable, "-m", "gradir", "eval", "--collection", str(TINY)],
+                             stdout=subprocess.PIPE, stderr=child_side, env=env)
+    os.close(child_side)
+    shown = bytearray()
+    while True:  # read while it runs: a full terminal buffer would block the child
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child closed its side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout = child.communicate(timeout=600)[0].decode()
+    os.close(terminal)
+    screen = shown.decode(errors="replace")
+    assert child.returncode == 0, screen
+    assert "ndcg@10" in stdout
+    assert re.search(r"encoding documents .*━.*\d+/\d+.*ETA", screen), screen
+    assert ", done in" not in screen  # the log-line form is for non-terminals only
 
 
 @pytest.mark.parametrize(
