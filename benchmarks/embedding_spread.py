@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
+from sentence_transformers.base.losses.merged_forward import embed_columns  # noqa: E402
 
 from gradir.collections import load_collection  # noqa: E402
 from gradir.evaluation.metrics import score_run  # noqa: E402
@@ -56,8 +57,21 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
                         help="a loss setting, e.g. listwise_kl:teacher_temperature=0.05 (repeatable)")
+    parser.add_argument("--uniformity", type=float, default=0.0, metavar="W",
+                        help="add W × the uniformity loss of the batch's documents (Wang & Isola 2020), a probe "
+                             "of whether keeping the documents apart keeps the held-out nDCG")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
+
+
+def uniformity(documents: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """log of the mean over pairs i ≠ j of exp(−t‖x_i − x_j‖²) on unit vectors (Wang & Isola, ICML 2020).
+
+    Lower when the documents spread over the sphere; for unit vectors ‖x − y‖² = 2 − 2·cos.
+    """
+    x = torch.nn.functional.normalize(documents, dim=-1)
+    distances = torch.pdist(x).pow(2)
+    return torch.logsumexp(-t * distances, dim=0) - torch.log(torch.tensor(float(distances.numel())))
 
 
 class Probe:
@@ -113,7 +127,10 @@ def train_and_probe(loss_name: str, rows, judged, probe: Probe, args: argparse.N
     for step in range(args.steps):
         batch = rows[step * BATCH:(step + 1) * BATCH]
         features = [model.preprocess(batch[c]) for c in columns]
-        value = loss(features, torch.tensor(batch["label"], dtype=torch.float32))
+        embeddings = embed_columns(model, features)
+        value = loss.compute_loss_from_embeddings(embeddings, torch.tensor(batch["label"], dtype=torch.float32))
+        if args.uniformity:
+            value = value + args.uniformity * uniformity(torch.cat(embeddings[1:]))
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
@@ -148,7 +165,8 @@ def main() -> None:
             "Embedding spread while training on NFCorpus dev",
             f"python benchmarks/embedding_spread.py --steps {args.steps} --every {args.every} "
             f"--learning-rate {args.learning_rate} --seed {args.seed} --losses {' '.join(args.losses)}"
-            + "".join(f" --loss-option {o}" for o in args.loss_option),
+            + "".join(f" --loss-option {o}" for o in args.loss_option)
+            + (f" --uniformity {args.uniformity}" if args.uniformity else ""),
             f"Data: NFCorpus dev judgments (human grades 1–2, 3 grade-0 documents per query from the base's ranks "
             f"30–100), {HELD_OUT} queries held out; each loss's rows as gradir's assembler builds them, batch {BATCH}, "
             f"list size 4; one seed.  \nTime: {(time.perf_counter() - started) / 60:.0f} min for the whole script.",
