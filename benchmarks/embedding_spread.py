@@ -36,6 +36,7 @@ from gradir.collections import load_collection  # noqa: E402
 from gradir.evaluation.metrics import score_run  # noqa: E402
 from gradir.grading.judgments import judgments_from_qrels  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
+from gradir.losses.base import uniformity  # noqa: E402
 from gradir.models import resolve_model_path  # noqa: E402
 from gradir.training import assemble_training_set  # noqa: E402
 from gradir.training_defaults import DEFAULT_LOSS_LEARNING_RATE  # noqa: E402
@@ -62,16 +63,6 @@ def parse_arguments() -> argparse.Namespace:
                              "of whether keeping the documents apart keeps the held-out nDCG")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
-
-
-def uniformity(documents: torch.Tensor, t: float = 2.0) -> torch.Tensor:
-    """log of the mean over pairs i ≠ j of exp(−t‖x_i − x_j‖²) on unit vectors (Wang & Isola, ICML 2020).
-
-    Lower when the documents spread over the sphere; for unit vectors ‖x − y‖² = 2 − 2·cos.
-    """
-    x = torch.nn.functional.normalize(documents, dim=-1)
-    distances = torch.pdist(x).pow(2)
-    return torch.logsumexp(-t * distances, dim=0) - torch.log(torch.tensor(float(distances.numel())))
 
 
 class Probe:

@@ -57,6 +57,18 @@ def test_bixse_known_value() -> None:
     assert value == pytest.approx(expected, rel=1e-6)  # the scale is stored as a float32 log
 
 
+def test_bixse_with_uniformity_adds_the_documents_uniformity() -> None:
+    labels = torch.tensor([[1.0, 0.5], [0.25, 0.0]], dtype=torch.float64)
+    plain = BiXSELoss(IDENTITY, init_scale=10.0, init_bias=-3.0).double()
+    spread = BiXSELoss(IDENTITY, init_scale=10.0, init_bias=-3.0, uniformity_weight=0.5).double()
+    docs = np.concatenate([np_unit(D1), np_unit(D2)])
+    pairs = [np.sum((docs[j] - docs[k]) ** 2) for j in range(4) for k in range(4) if j != k]
+    u = np.log(np.mean(np.exp(-2.0 * np.array(pairs))))
+    value = spread.compute_loss_from_embeddings([Q, D1, D2], labels).item()
+    assert value == pytest.approx(plain.compute_loss_from_embeddings([Q, D1, D2], labels).item() + 0.5 * u, rel=1e-6)
+    assert spread.get_config_dict()["uniformity_weight"] == 0.5
+
+
 def test_judged_pairs_look_up_labels_and_give_zero_elsewhere() -> None:
     table = JudgedPairs.from_triples([(0, 3, 0.5), (1, 0, 1.0), (0, 0, 0.25)])
     matrix = table.matrix(torch.tensor([0, 1, 2]), torch.tensor([0, 3, 7]), torch.float64)

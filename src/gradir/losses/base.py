@@ -15,6 +15,7 @@ of its own queries, and the mean over processes equals the loss of the whole bat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -53,6 +54,17 @@ def gathered_documents(columns: list[Tensor], batch: int) -> tuple[Tensor, Tenso
     documents = documents_by_column([g[0] for g in gathered])
     own = own_document_index(batch, len(columns), gathered[0][1], documents.size(0) // len(columns), documents.device)
     return documents, own
+
+
+def uniformity(documents: Tensor, t: float = 2.0) -> Tensor:
+    """Wang & Isola's uniformity of unit vectors: log of the mean over pairs j ≠ k of exp(−t·‖x_j − x_k‖²).
+
+    Lower when the vectors spread over the sphere, 0 when they all coincide; for unit vectors
+    ‖x − y‖² = 2 − 2·cos(x, y). Reference: Wang & Isola, "Understanding Contrastive
+    Representation Learning through Alignment and Uniformity on the Hypersphere", ICML 2020.
+    """
+    distances = torch.pdist(normalize(documents)).pow(2)
+    return torch.logsumexp(-t * distances, dim=0) - math.log(distances.numel())
 
 
 class JudgedPairs:

@@ -3,7 +3,8 @@
 For the local queries q_i and every document d_j of the (gathered) batch:
 
     z_ij = s·cos(q_i, d_j) + b,        s = exp(log_s), s and b learnable (SigLIP-style)
-    L    = -1/B Σ_i Σ_j [ w+ · y_ij · log σ(z_ij) + w- · (1 - y_ij) · log(1 - σ(z_ij)) ]
+    L    = -1/B Σ_i Σ_j [ w+ · y_ij · log σ(z_ij) + w- · (1 - y_ij) · log(1 - σ(z_ij)) ]  +  λ·U
+    U    = log 1/(M(M-1)) Σ_{j≠k} exp(-2‖d_j - d_k‖²)   over the batch's M unit documents
 
 y_ij is the soft label of the pair (the graded probability, e.g. expected grade / 3)
 when d_j is one of query i's labelled documents, and 0 for the in-batch documents of
@@ -14,9 +15,16 @@ their graded labels may be added as further columns. b starts negative (-10) bec
 most pairs are negatives; s starts at 20. s and b are loss parameters: gradir's trainer
 gives them their own learning rate and saves them with each checkpoint.
 
-Reference: Tsirigotis et al., "BiXSE: Improving Dense Retrieval via Probabilistic
+λ·U is optional (λ = ``uniformity_weight``, 0 by default): Wang & Isola's uniformity of the
+batch's documents, which grows as the documents draw together. On NFCorpus every loss
+tuned with human grades pulls the documents together as it trains, and the held-out
+nDCG falls as they do (benchmarks/embedding_spread.py); the term pushes back.
+
+References: Tsirigotis et al., "BiXSE: Improving Dense Retrieval via Probabilistic
 Graded Relevance Distillation", arXiv 2508.06781 (2025); Zhai et al., "Sigmoid Loss
-for Language Image Pre-Training" (SigLIP, 2023) for the learnable scale and bias.
+for Language Image Pre-Training" (SigLIP, 2023) for the learnable scale and bias; Wang &
+Isola, "Understanding Contrastive Representation Learning through Alignment and Uniformity
+on the Hypersphere" (ICML 2020) for U.
 
 Example::
 
@@ -34,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradir.losses.base import BiEncoderLoss, gathered_documents
+from gradir.losses.base import BiEncoderLoss, gathered_documents, uniformity
 
 class BiXSELoss(BiEncoderLoss):
     """BiXSE over the batch's query × document matrix (formula in the module docstring).
@@ -46,6 +54,7 @@ class BiXSELoss(BiEncoderLoss):
         positive_weight: w+, the weight of the y_ij · log σ(z_ij) term.
         negative_weight: w-, the weight of the (1 - y_ij) · log(1 - σ(z_ij)) term.
         learnable: train s and b (at the loss learning rate) or keep them fixed.
+        uniformity_weight: λ, the weight of the documents' uniformity U (0: the plain BiXSE loss).
 
     Inputs:
         | texts                                  | labels                                            |
@@ -65,6 +74,7 @@ class BiXSELoss(BiEncoderLoss):
         positive_weight: float = 1.0,
         negative_weight: float = 1.0,
         learnable: bool = True,
+        uniformity_weight: float = 0.0,
     ):
         super().__init__(model)
         self.init_scale, self.init_bias, self.learnable = init_scale, init_bias, learnable
@@ -72,10 +82,12 @@ class BiXSELoss(BiEncoderLoss):
         self.bias = nn.Parameter(torch.tensor(float(init_bias)), requires_grad=learnable)
         self.positive_weight = positive_weight
         self.negative_weight = negative_weight
+        self.uniformity_weight = uniformity_weight
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"init_scale": self.init_scale, "init_bias": self.init_bias, "positive_weight": self.positive_weight,
-                "negative_weight": self.negative_weight, "learnable": self.learnable}
+                "negative_weight": self.negative_weight, "learnable": self.learnable,
+                "uniformity_weight": self.uniformity_weight}
 
     @property
     def citation(self) -> str:
@@ -98,4 +110,7 @@ class BiXSELoss(BiEncoderLoss):
         log_p = nn.functional.logsigmoid(logits)
         log_not_p = nn.functional.logsigmoid(-logits)
         per_pair = self.positive_weight * targets * log_p + self.negative_weight * (1 - targets) * log_not_p
-        return -per_pair.sum(dim=1).mean()
+        loss = -per_pair.sum(dim=1).mean()
+        if self.uniformity_weight:
+            loss = loss + self.uniformity_weight * uniformity(documents)
+        return loss
