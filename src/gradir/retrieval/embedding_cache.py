@@ -32,9 +32,6 @@ import numpy as np
 
 _LOOKUP_CHUNK = 900  # below SQLite's default limit on bound parameters
 _DTYPE = np.dtype(np.float32)
-# SQLite's page cache (default 2 MB): the key index of a million texts is ~40 MB, and lookups
-# and inserts in hash order touch its pages at random; 64 MB keeps them in memory.
-_PAGE_CACHE_KIB = 65536
 
 
 def text_key(text: str) -> bytes:
@@ -52,7 +49,6 @@ class EmbeddingCache:
         self._db = sqlite3.connect(self.folder / "rows.sqlite", timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
         self._db.execute("CREATE TABLE IF NOT EXISTS rows (key BLOB PRIMARY KEY, row INTEGER NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         self._db.commit()
@@ -68,7 +64,7 @@ class EmbeddingCache:
         """The row of each key (int64), −1 where the key has no vector."""
         slot: dict[bytes, int] = {}
         inverse = np.fromiter((slot.setdefault(key, len(slot)) for key in keys), dtype=np.int64, count=len(keys))
-        unique = sorted(slot)  # in key order, each chunk's lookups walk one region of the index
+        unique = list(slot)
         found = np.full(len(unique), -1, dtype=np.int64)
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
@@ -131,7 +127,7 @@ class EmbeddingCache:
                 os.fsync(file.fileno())
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO rows (key, row) VALUES (?, ?)",
-                                     sorted((key, first + i) for i, key in enumerate(keys)))
+                                     [(key, first + i) for i, key in enumerate(keys)])
 
     def _mapped(self, rows_needed: int) -> np.memmap:
         """The file as a read-only (rows × dim) array, mapped again when it has grown past ``rows_needed``."""
