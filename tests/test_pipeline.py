@@ -151,8 +151,10 @@ def test_status_of_a_finished_run(finished_run) -> None:
     stages = json.loads(status.stdout)["stages"]
     assert [s["status"] for s in stages] == ["done"] * len(STAGE_NAMES)
     assert all(s["seconds"] is not None for s in stages)
+    cpu = {s["name"]: s["cpu_seconds"] for s in stages}
+    assert all(seconds >= 0 for seconds in cpu.values()) and cpu["train"] > 1.0  # training a MiniLM costs CPU
     table = run_cli("status", root / "run")
-    assert "grade" in table.stdout and "done" in table.stdout
+    assert "grade" in table.stdout and "done" in table.stdout and "CPU seconds" in table.stdout
 
 
 def test_report_renders_in_headless_chromium(finished_run, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def status_command(o: Options) -> None:
     from rich.table import Table
 
     table = Table(title=str(o.run_dir))
-    for column in ("stage", "status", "seconds", "finished", "counts"):
+    for column in ("stage", "status", "seconds", "CPU seconds", "finished", "counts"):
         table.add_column(column)
     colours = {"done": "green", "stale": "yellow", "interrupted": "red", "pending": "dim"}
     for s in statuses:
@@ -93,7 +93,7 @@ def status_command(o: Options) -> None:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seconds"
         )
         table.add_row(s.name, f"[{colours[s.status]}]{s.status}[/]", "" if s.seconds is None else f"{s.seconds:.1f}",
-                      s.finished or "", counts)
+                      "" if s.cpu_seconds is None else f"{s.cpu_seconds:.1f}", s.finished or "", counts)
     Console().print(table)
 
 

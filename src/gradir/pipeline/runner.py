@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class StageStatus:
     seconds: float | None = None
     finished: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None
 
 
 def _outputs_exist(root: Path, stage: Stage) -> bool:
@@ -115,7 +117,8 @@ def stage_statuses(run: RunDirectory, config: PipelineConfig) -> list[StageStatu
             status = "done" if current and _outputs_exist(run.root, stage) else "stale"
         else:
             status = "interrupted" if current else "stale"
-        statuses.append(StageStatus(stage.name, status, entry.get("seconds"), entry.get("finished"), entry.get("summary", {})))
+        statuses.append(StageStatus(stage.name, status, entry.get("seconds"), entry.get("finished"),
+                                    entry.get("summary", {}), entry.get("cpu_seconds")))
     return statuses
 
 
@@ -264,15 +267,26 @@ def _run_stage(run: RunDirectory, context: Context, stage: Stage, fingerprint: s
     err_console.print(f"[bold]{stage.name}[/bold]: {stage.description}" + (" (resuming)" if resume else ""))
     run.record(stage.name, fingerprint=fingerprint, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     run.log(f"{stage.name}: started" + (" (resuming)" if resume else ""))
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), _cpu_seconds()
     summary = stage.run(context, resume) if stage.resumable else stage.run(context)
     seconds = round(time.perf_counter() - began, 3)
     run.record(stage.name, fingerprint=fingerprint, status="done", seconds=seconds,
+               cpu_seconds=round(_cpu_seconds() - cpu_began, 3),
                finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
     line = _one_line(summary)
     run.log(f"{stage.name}: done in {seconds:.1f} s; {line}")
     err_console.print(f"  {stage.name}: done in {seconds:.1f} s; {line}")
     return {"status": "ran", "seconds": seconds, "summary": summary}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (a training launcher).
+
+    Recorded beside each stage's wall seconds: it is what a stage costs on a fleet, and
+    unlike wall time it does not grow when other tenants of a shared machine take the cores.
+    """
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _one_line(summary: dict[str, Any]) -> str:
