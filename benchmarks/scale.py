@@ -47,9 +47,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
