@@ -13,6 +13,8 @@ Why dev: BEIR's NFCorpus *train* qrels hold grade 1 only, so graded losses would
 binary labels there; *dev* holds grades 1 and 2. Every loss trains on the same judgments:
 the dev queries' human grades (1, 2) plus ``--negatives`` unjudged documents per query
 from the base model's ranks 30–100 (``--negatives-from``), taken as grade 0.
+``--splits dev train`` adds train's 2,590 queries, whose grade 1 counts as dev's grade 1
+(p = 0.5): more queries for the same graded scale.
 ``infonce`` sees them binarised (grade ≥ 1 positive, grade 0 negative); ``bixse``,
 ``listwise_kl`` and ``margin_mse`` see ``p = grade / 2``; ``wasserstein`` sees the
 grades. Rows: the base model and each loss, mean ± std over seeds of test nDCG@10 and
@@ -49,6 +51,12 @@ from results_file import append_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "data" / "beir" / "nfcorpus"
 DEFAULT_WORK = ROOT / "benchmarks" / "work" / "losses_nfcorpus"
+TRAINING_QUERIES = {
+    ("dev",): "324 queries, grades 1–2",
+    ("train",): "2,590 queries, grade 1",
+    ("dev", "train"): "2,914 queries: dev's grades 1–2, train's grade 1",
+    ("train", "dev"): "2,914 queries: dev's grades 1–2, train's grade 1",
+}
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -72,6 +80,8 @@ def parse_arguments() -> argparse.Namespace:
         "--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
         help="an option for one loss, e.g. wasserstein:form=emd (repeatable)",
     )
+    parser.add_argument("--splits", nargs="+", default=["dev"], choices=["dev", "train"],
+                        help="qrels splits trained on (train: 2,590 more queries, grade 1 only, scaled as dev's grade 1)")
     parser.add_argument("--data", type=Path, default=NFCORPUS, help="the NFCorpus folder (BEIR layout)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument(
@@ -96,6 +106,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
     """Tie ``--work`` to one recipe: finished runs made with other settings are never mixed in."""
     args.work.mkdir(parents=True, exist_ok=True)
     settings = {name: getattr(args, name) for name in SETTINGS}
+    if args.splits != ["dev"]:  # recipes stored before --splits existed trained on dev alone
+        settings["splits"] = args.splits
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -125,11 +137,12 @@ def main() -> None:
     started = time.perf_counter()
     collection = load_collection(args.data)
     check_work_settings(args)
-    judgments_path = args.work / "dev_judgments.jsonl"
+    judgments_path = args.work / f"{'_'.join(args.splits)}_judgments.jsonl"
     if not judgments_path.is_file():
-        judgments = judgments_from_qrels(
-            collection, "dev", negatives=args.negatives, negatives_from=tuple(args.negatives_from)
-        )
+        judgments = [  # NFCorpus' scale is 0-2 in every split: train's grade 1 is p 0.5, as on dev
+            judgment for split in args.splits for judgment in judgments_from_qrels(
+                collection, split, negatives=args.negatives, negatives_from=tuple(args.negatives_from), top_grade=2)
+        ]
         write_judgments(judgments_path, judgments)
     base = evaluated(collection, None, args.work / "base")
     runs: dict[str, list[dict]] = {}
@@ -214,7 +227,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}",
          f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}", f"--threshold {args.threshold}",
          f"--validation-share {args.validation_share}", f"--validation-documents {args.validation_documents}",
-         *[f"--loss-option {o}" for o in args.loss_option]]
+         *[f"--loss-option {o}" for o in args.loss_option],
+         *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
         command += f" --work {os.path.relpath(args.work.resolve(), ROOT)}"
@@ -225,10 +239,10 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
     append_section(
         "Losses on NFCorpus graded qrels",
         command,
-        f"Data: trained on NFCorpus dev (324 queries; human grades 1–2 plus {args.negatives} mined grade-0 "
-        f"documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
+        f"Data: trained on NFCorpus {' + '.join(args.splits)} ({TRAINING_QUERIES[tuple(args.splits)]}, human-judged, "
+        f"plus {args.negatives} mined grade-0 documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
         f"({args.steps * args.batch_size} training lists per run), evaluated on the full test split (323 queries, "
-        f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the dev queries held out for "
+        f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
         f"choosing among base, tuned and their interpolations.  \n"
         f"{timing}",
         table,

@@ -26,6 +26,9 @@ def test_judgments_from_qrels_scale_grades_and_add_mined_negatives(tmp_path: Pat
     for suffix in (".parquet", ".jsonl"):
         write_judgments(tmp_path / f"j{suffix}", judgments)
         assert read_judgments(tmp_path / f"j{suffix}") == judgments
+    # On a wider scale than the split's own (a split that uses grades 0-2 of a 0-4 scale).
+    wider = {(j.query_id, j.doc_id): j.p_relevant for j in judgments_from_qrels(collection, "test", top_grade=4)}
+    assert wider == {("q1", "d1"): 0.5, ("q1", "d6"): 0.0, ("q2", "d2"): 0.5, ("q2", "d3"): 0.25, ("q3", "d5"): 0.25}
 
 
 def test_bad_judgments_name_the_row(tmp_path: Path) -> None:
@@ -96,10 +99,12 @@ def test_train_on_nfcorpus_judgments_gives_a_model_that_loads_and_scores(tmp_pat
     judgments = tmp_path / "judgments.parquet"
     made = run_cli(
         "judgments", "from-qrels", "--collection", nfcorpus, "--split", "train", "--max-queries", "12",
-        "--negatives", "2", "--retriever", "bm25", "--out", judgments, "--json",
+        "--negatives", "2", "--retriever", "bm25", "--top-grade", "2", "--out", judgments, "--json",
     )
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["queries"] == 12
+    # Train's grade 1 on NFCorpus' 0-2 scale: relevant, not highly relevant.
+    assert {j.p_relevant for j in read_judgments(judgments) if j.grader == "qrels"} == {0.5}
 
     out = tmp_path / "model"
     trained = run_cli(

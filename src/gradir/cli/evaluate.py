@@ -143,6 +143,8 @@ app.add_typer(judgments_app, name="judgments")
     option("negatives", int, "--negatives", default=0, min=0, help="Mined unjudged negatives per query, added as grade 0."),
     option("retriever", str, "--retriever", default="dense", help="Retriever that mines the negatives: dense, bm25 or hybrid."),
     option("seed", int, "--seed", default=0, help="Seed of the query and negative sampling."),
+    option("top_grade", Optional[int], "--top-grade", default=None, min=1,
+           help="The grade that means p_relevant 1 (default: the split's highest; NFCorpus train: give 2)."),
     LENIENT, JSON,
 )
 def judgments_from_qrels_command(o: Options) -> None:
@@ -154,7 +156,8 @@ def judgments_from_qrels_command(o: Options) -> None:
 
     def make() -> dict:
         judgments = judgments_from_qrels(
-            loaded, o.split, max_queries=o.max_queries, negatives=o.negatives, retriever=o.retriever, seed=o.seed
+            loaded, o.split, max_queries=o.max_queries, negatives=o.negatives, retriever=o.retriever, seed=o.seed,
+            top_grade=o.top_grade,
         )
         write_judgments(o.out, judgments)
         return {"written": len(judgments), "queries": len({j.query_id for j in judgments}),

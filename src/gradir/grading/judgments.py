@@ -101,9 +101,12 @@ def judgments_from_qrels(
     retriever: str = "dense",
     encoder: Encoder | None = None,
     seed: int = 0,
+    top_grade: int | None = None,
 ) -> list[Judgment]:
-    """Human graded qrels as judgments; p_relevant = grade / the split's top grade.
+    """Human graded qrels as judgments; p_relevant = grade / ``top_grade``.
 
+    ``top_grade`` None: the split's highest grade. Give the collection's scale where one
+    split uses only part of it (NFCorpus' train qrels hold grade 1 of its 0–2 scale).
     With ``negatives`` > 0, that many unjudged documents per query are sampled from the
     ranks ``negatives_from`` of the base retriever and added with grade 0 (mined,
     ungraded negatives: unjudged is taken as not relevant).
@@ -115,7 +118,8 @@ def judgments_from_qrels(
     if max_queries is not None and max_queries < len(query_ids):
         position = {qid: i for i, qid in enumerate(query_ids)}  # the file's order, looked up in O(1)
         query_ids = sorted(rng.sample(query_ids, max_queries), key=position.__getitem__)
-    top_grade = max((g for docs in qrels.values() for g in docs.values()), default=1)
+    if top_grade is None:
+        top_grade = max((g for docs in qrels.values() for g in docs.values()), default=1)
     if top_grade <= 0:
         raise GradirError(f"{collection.root}: split '{split}' has no positive grade")
     judgments = [
