@@ -10,6 +10,7 @@ import torch
 
 from conftest import TINY, run_cli, shared_collection
 from gradir.collections import load_collection
+from gradir.errors import GradirError
 from gradir.grading.judgments import judgments_from_qrels, read_judgments, write_judgments
 from gradir.training import assemble_training_set
 
@@ -29,11 +30,11 @@ def test_judgments_from_qrels_scale_grades_and_add_mined_negatives(tmp_path: Pat
     # On a wider scale than the split's own (a split that uses grades 0-2 of a 0-4 scale).
     wider = {(j.query_id, j.doc_id): j.p_relevant for j in judgments_from_qrels(collection, "test", top_grade=4)}
     assert wider == {("q1", "d1"): 0.5, ("q1", "d6"): 0.0, ("q2", "d2"): 0.5, ("q2", "d3"): 0.25, ("q3", "d5"): 0.25}
+    with pytest.raises(GradirError, match="grade 2, above the top grade 1"):
+        judgments_from_qrels(collection, "test", top_grade=1)
 
 
 def test_bad_judgments_name_the_row(tmp_path: Path) -> None:
-    from gradir.errors import GradirError
-
     path = tmp_path / "j.jsonl"
     path.write_text(
         '{"query_id": "q1", "query_text": "a", "doc_id": "d1", "grade": 2, "p_relevant": 1.0}\n'

@@ -118,8 +118,11 @@ def judgments_from_qrels(
     if max_queries is not None and max_queries < len(query_ids):
         position = {qid: i for i, qid in enumerate(query_ids)}  # the file's order, looked up in O(1)
         query_ids = sorted(rng.sample(query_ids, max_queries), key=position.__getitem__)
+    highest = max((g for docs in qrels.values() for g in docs.values()), default=1)
     if top_grade is None:
-        top_grade = max((g for docs in qrels.values() for g in docs.values()), default=1)
+        top_grade = highest
+    elif highest > top_grade:
+        raise GradirError(f"{collection.root}: split '{split}' has grade {highest}, above the top grade {top_grade} given")
     if top_grade <= 0:
         raise GradirError(f"{collection.root}: split '{split}' has no positive grade")
     judgments = [
