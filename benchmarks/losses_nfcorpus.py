@@ -55,8 +55,7 @@ TRAINING_QUERIES = {
     ("dev",): "324 queries, grades 1–2",
     ("train",): "2,590 queries, grade 1",
     ("dev", "train"): "2,914 queries: dev's grades 1–2, train's grade 1",
-    ("train", "dev"): "2,914 queries: dev's grades 1–2, train's grade 1",
-}
+}  # keyed by the splits in sorted order, as parse_arguments leaves them
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -89,7 +88,9 @@ def parse_arguments() -> argparse.Namespace:
         help="the machine line for RESULTS.md when the runs in --work were made elsewhere (e.g. the lent GPU)",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.splits = sorted(set(args.splits))  # one order (and one judgments file) whatever the order given
+    return args
 
 
 SETTINGS = ("steps", "batch_size", "list_size", "learning_rate", "max_seq_length", "negatives", "negatives_from",
