@@ -75,6 +75,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--threshold", type=int, default=1, help="lowest grade that is a positive (NFCorpus: 1-2)")
     parser.add_argument("--validation-share", type=float, default=0.2, help="dev queries held out for selection (0: off)")
     parser.add_argument("--validation-documents", type=int, default=200)
+    parser.add_argument("--validate-every", type=int, default=0,
+                        help="also score the model on the held-out queries every this many steps (0: at the end only)")
     parser.add_argument(
         "--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
         help="an option for one loss, e.g. wasserstein:form=emd (repeatable)",
@@ -109,6 +111,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
     settings = {name: getattr(args, name) for name in SETTINGS}
     if args.splits != ["dev"]:  # recipes stored before --splits existed trained on dev alone
         settings["splits"] = args.splits
+    if args.validate_every:  # nor had they --validate-every
+        settings["validate_every"] = args.validate_every
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -156,7 +160,7 @@ def main() -> None:
                     max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
                     threshold=args.threshold, validation_share=args.validation_share,
-                    validation_documents=args.validation_documents,
+                    validation_documents=args.validation_documents, validate_every=args.validate_every,
                 )
                 train(judgments_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss))
             trained = json.loads((out / "training.json").read_text())
@@ -184,7 +188,14 @@ def spread(values: list[float]) -> str:
 
 
 def chosen_alphas(records: list[dict]) -> str:
-    return " ".join(f"{r['selection']['alpha']:g}" if r["selection"] else "-" for r in records)
+    """α per seed, with the checkpoint's step when the run scored more than one (α@step)."""
+    def chosen(selection: dict) -> str:
+        if not selection:
+            return "-"
+        several = len(selection.get("epochs", [])) > 1 and selection["alpha"] > 0
+        return f"{selection['alpha']:g}" + (f"@{selection['chosen_step']}" if several else "")
+
+    return " ".join(chosen(r["selection"]) for r in records)
 
 
 def versus(reference: dict | None, records: list[dict]) -> str:
@@ -229,6 +240,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}", f"--threshold {args.threshold}",
          f"--validation-share {args.validation_share}", f"--validation-documents {args.validation_documents}",
          *[f"--loss-option {o}" for o in args.loss_option],
+         *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
@@ -244,7 +256,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"plus {args.negatives} mined grade-0 documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
         f"({args.steps * args.batch_size} training lists per run), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
-        f"choosing among base, tuned and their interpolations.  \n"
+        f"choosing among base, tuned and their interpolations"
+        f"{f' (tuned: the best of the checkpoints scored every {args.validate_every} steps; α@step in the table)' if args.validate_every else ''}.  \n"
         f"{timing}",
         table,
         machine=args.measured_on,

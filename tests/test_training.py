@@ -246,12 +246,15 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     path = tmp_path / "judgments.jsonl"
     write_judgments(path, judgments)
     settings = TrainSettings(max_steps=4, batch_size=8, list_size=2, learning_rate=0.3, validation_share=0.3,
-                             validation_documents=40)
+                             validation_documents=40, validate_every=2)
     result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
     selection = result.selection
     assert selection["validation"]["queries"] >= 2
     assert [c["alpha"] for c in selection["interpolation"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # Scored every 2 steps (the run ends mid-epoch at step 4); α = 1 is the best of those checkpoints.
+    assert [c["step"] for c in selection["epochs"]] == [2, 4]
     tuned = selection["interpolation"][-1]["ndcg@10"]
+    assert tuned == max(c["ndcg@10"] for c in selection["epochs"])
     assert tuned < selection["base"]  # the wrecked model is worse on the held-out queries...
     assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
     # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.

@@ -20,6 +20,7 @@ from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
+    DEFAULT_VALIDATE_EVERY,
     DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
 )
@@ -213,10 +214,20 @@ class TrainSection(Section):
     validation_documents: int = Field(
         DEFAULT_VALIDATION_DOCUMENTS, ge=10, description="documents the validation queries search (all judged ones included)"
     )
+    validate_every: int = Field(
+        DEFAULT_VALIDATE_EVERY, ge=0,
+        description="also score the model on the validation queries every this many steps (a candidate for the output); 0: epoch ends only",
+    )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
     max_seq_length: int = Field(0, ge=0, description="token limit while training; 0: the model's own")
     save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")
     launcher: str = Field("", description="empty: train in this process; or e.g. \"torchrun --nproc_per_node=2\"")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
+        added = {"validate_every": 0}
+        dumped = self.model_dump(exclude={"launcher", "save_steps"})
+        return {k: v for k, v in dumped.items() if k not in added or v != added[k]}
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
@@ -231,6 +242,7 @@ class TrainSection(Section):
             mini_batch_size=self.mini_batch_size or None, save_steps=self.save_steps,
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
             validation_share=self.validation_share, validation_documents=self.validation_documents,
+            validate_every=self.validate_every,
         )
 
 

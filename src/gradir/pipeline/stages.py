@@ -403,7 +403,7 @@ STAGES: tuple[Stage, ...] = (
                      "seed": c.run.seed},
           (JUDGMENTS,), description="grading the pairs 0-3"),
     Stage("train", train_model, ("grade",),
-          lambda c: {**c.train.model_dump(exclude={"launcher", "save_steps"}), "seed": c.run.seed},
+          lambda c: {**c.train.fingerprint(), "seed": c.run.seed},
           (f"{MODEL}/training.json",), uses_model=True, resumable=True, description="fine-tuning the embedding model"),
     Stage("evaluate", evaluate_models, ("train",), lambda c: {**c.eval.model_dump(), **_encoding(c)}, (COMPARISON,),
           uses_model=True,

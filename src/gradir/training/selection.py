@@ -1,8 +1,9 @@
 """Never hand back a worse model: choose among the base, each epoch and their interpolations.
 
 Every candidate is scored on the held-out validation set (:mod:`gradir.training.validation`):
-the base model before training, the model at the end of each epoch, and then points on
-the line between the base weights θ₀ and the best epoch's θ₁ (WiSE-FT, Wortsman et al.,
+the base model before training, the model at the end of each epoch (and, with
+``validate_every`` N, after every N optimiser steps), and then points on the line between
+the base weights θ₀ and the best-scoring checkpoint's θ₁ (WiSE-FT, Wortsman et al.,
 "Robust fine-tuning of zero-shot models", CVPR 2022; the same weight averaging as
 FlagEmbedding's LM-Cocktail):
 
@@ -42,6 +43,7 @@ class Selection:
     epochs: list[dict[str, float]] = field(default_factory=list)  # {"epoch", "step", "ndcg@10"}
     interpolation: list[dict[str, float]] = field(default_factory=list)  # {"alpha", "ndcg@10"}
     chosen_epoch: float | None = None
+    chosen_step: int | None = None  # the checkpoint interpolated with the base (the best-scoring one)
     alpha: float = 1.0
     score: float = 0.0
 
@@ -62,10 +64,15 @@ class Selection:
 
 
 class EpochScores:
-    """Scores the model at the end of each epoch and keeps a copy of the best one's weights."""
+    """Scores the model at the end of each epoch (and every ``every`` steps; 0: epochs only) and
+    keeps a copy of the best one's weights.
 
-    def __init__(self, model, validation: ValidationSet, selection: Selection):
+    Scores kept in memory: a resumed run scores only the checkpoints it reaches itself.
+    """
+
+    def __init__(self, model, validation: ValidationSet, selection: Selection, every: int = 0):
         self.model, self.validation, self.selection = model, validation, selection
+        self.every = every
         self.best_state: dict[str, Any] | None = None
         self.best_score = float("-inf")
         self.scored_steps: set[int] = set()
@@ -78,22 +85,26 @@ class EpochScores:
         self.selection.epochs.append({"epoch": round(epoch, 3), "step": step, "ndcg@10": value})
         if value > self.best_score:
             self.best_score, self.best_state = value, snapshot(self.model)
-            self.selection.chosen_epoch = round(epoch, 3)
+            self.selection.chosen_epoch, self.selection.chosen_step = round(epoch, 3), step
 
     def callback(self):
         from transformers import TrainerCallback
 
         scores = self
 
-        class ScoreEachEpoch(TrainerCallback):
+        class ScoreCheckpoints(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if scores.every and state.global_step % scores.every == 0:
+                    scores.score(state.epoch or 0.0, state.global_step)
+
             def on_epoch_end(self, args, state, control, **kwargs):
                 scores.score(state.epoch or 0.0, state.global_step)
 
-        return ScoreEachEpoch()
+        return ScoreCheckpoints()
 
 
 def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple[float, ...]) -> Selection:
-    """Score the interpolations between the base and the best epoch, load the winner into ``model``."""
+    """Score the interpolations between the base and the best checkpoint, load the winner into ``model``."""
     selection = epochs.selection
     tuned_state = epochs.best_state if epochs.best_state is not None else snapshot(model)
     curve = {0.0: selection.base, 1.0: epochs.best_score if epochs.best_state is not None else None}

@@ -48,6 +48,7 @@ from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
+    DEFAULT_VALIDATE_EVERY,
     DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
 )
@@ -76,6 +77,7 @@ class TrainSettings:
     loss_learning_rate: float = DEFAULT_LOSS_LEARNING_RATE  # the loss's own parameters
     validation_share: float = DEFAULT_VALIDATION_SHARE  # of the query groups held out for selection; 0: none
     validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
+    validate_every: int = DEFAULT_VALIDATE_EVERY  # also score the model every this many steps; 0: epoch ends only
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
 
     def write(self, path: Path) -> Path:
@@ -318,7 +320,7 @@ def train(
     if validation is not None:
         base_state = snapshot(student)
         selection = Selection(validation.describe(), validation.score(student))
-        epochs = EpochScores(student, validation, selection)
+        epochs = EpochScores(student, validation, selection, every=settings.validate_every)
     model_limit = student.max_seq_length
     limited = set_token_limit(student, settings.max_seq_length or None)
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
