@@ -267,7 +267,9 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
         assert validation.score(base) == pytest.approx(selection["score"], abs=1e-6)
     training = json.loads((tmp_path / "m" / "training.json").read_text())
     assert training["selection"]["alpha"] == selection["alpha"]
-    assert "Output: **" in (tmp_path / "m" / "README.md").read_text()
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "Output: **" in card
+    assert f"(step {selection['chosen_step']}) | θ_tuned |" in card  # the checkpoint the interpolations start from
 
 
 def test_validation_searches_the_held_out_queries_bm25_neighbours_before_random_ones(tmp_path: Path) -> None:
