@@ -33,6 +33,12 @@ LossName = Literal["infonce", "bixse", "wasserstein", "listwise_kl", "margin_mse
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    def dump_for_fingerprint(self, added: dict[str, Any], exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The section's settings for a stage fingerprint; the ``added`` keys (introduced after runs
+        were made, with their defaults) count only when set, so earlier runs stay valid."""
+        dumped = self.model_dump(exclude=set(exclude))
+        return {k: v for k, v in dumped.items() if k not in added or v != added[k]}
+
 
 class RunSection(Section):
     """The collection, the seed and where caches live."""
@@ -151,8 +157,7 @@ class MineSection(Section):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the mine stage's fingerprint; the keys added later count only when set (earlier runs stay valid)."""
-        added = {"keep_source": True, "absolute_margin": None, "relative_margin": None}
-        return {k: v for k, v in self.model_dump().items() if k not in added or v != added[k]}
+        return self.dump_for_fingerprint({"keep_source": True, "absolute_margin": None, "relative_margin": None})
 
 
 class GradeSection(Section):
@@ -225,9 +230,7 @@ class TrainSection(Section):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
-        added = {"validate_every": 0}
-        dumped = self.model_dump(exclude={"launcher", "save_steps"})
-        return {k: v for k, v in dumped.items() if k not in added or v != added[k]}
+        return self.dump_for_fingerprint({"validate_every": 0}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.

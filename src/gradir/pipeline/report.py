@@ -280,9 +280,10 @@ VALIDATION_HEADER = ["model", "weights", "validation nDCG@10"]
 def _validation_rows(selection: dict[str, Any]) -> list[list[str]]:
     """The base, each epoch and each interpolation on the held-out synthetic queries."""
     rows = [["base", "θ_base", f"{selection['base']:.4f}"]]
-    several = len(selection["epochs"]) > 1
-    rows += [[f"epoch {c['epoch']:g}",
-              f"step {c['step']}" + (" (θ_tuned)" if several and c["step"] == selection.get("chosen_step") else ""),
+    from gradir.training.selection import tuned_checkpoint
+
+    tuned = tuned_checkpoint(selection)
+    rows += [[f"epoch {c['epoch']:g}", f"step {c['step']}" + (" (θ_tuned)" if c["step"] == tuned else ""),
               f"{c['ndcg@10']:.4f}"] for c in selection["epochs"]]
     rows += [["interpolation", f"α = {c['alpha']:g}", f"{c['ndcg@10']:.4f}"] for c in selection["interpolation"]]
     return rows

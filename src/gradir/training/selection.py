@@ -63,6 +63,11 @@ class Selection:
                 f"({self.output}) {self.score:.4f}")
 
 
+def tuned_checkpoint(selection: dict[str, Any]) -> int | None:
+    """The step of the checkpoint the interpolations start from, when more than one was scored (else None)."""
+    return selection.get("chosen_step") if len(selection.get("epochs", [])) > 1 else None
+
+
 class EpochScores:
     """Scores the model at the end of each epoch (and every ``every`` steps; 0: epochs only) and
     keeps a copy of the best one's weights.

@@ -42,7 +42,7 @@ from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path, set_token_limit
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
-from gradir.training.selection import EpochScores, Selection, choose, snapshot
+from gradir.training.selection import EpochScores, Selection, choose, snapshot, tuned_checkpoint
 from gradir.training.validation import hold_out, lexical_neighbours
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
@@ -446,18 +446,14 @@ def _save_model(model, out: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _tuned_mark(selection: dict[str, Any], checkpoint: dict[str, Any]) -> str:
-    """θ_tuned on the checkpoint the interpolations start from (the best-scoring one), when several were scored."""
-    return "θ_tuned" if len(selection["epochs"]) > 1 and checkpoint["step"] == selection.get("chosen_step") else ""
-
-
 def _selection_section(selection: dict[str, Any]) -> str:
     """The model card's account of the validation set, the curve and the choice."""
     if not selection:
         return "No validation set (too few query groups, or `validation_share` 0): the last model is the output.\n\n"
     held = selection["validation"]
     rows = [f"| base | | {selection['base']:.4f} |"]
-    rows += [f"| epoch {e['epoch']:g} (step {e['step']}) | {_tuned_mark(selection, e)} | {e['ndcg@10']:.4f} |"
+    tuned = tuned_checkpoint(selection)
+    rows += [f"| epoch {e['epoch']:g} (step {e['step']}) | {'θ_tuned' if e['step'] == tuned else ''} | {e['ndcg@10']:.4f} |"
              for e in selection["epochs"]]
     rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
     return (
