@@ -314,3 +314,22 @@ def test_a_static_embedding_student_trains_with_a_token_limit_set(tmp_path: Path
     saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
     assert isinstance(saved[0], StaticEmbedding)
     assert not torch.equal(saved[0].embedding.weight, static[0].embedding.weight)  # it was trained
+
+
+def test_checkpoints_are_scored_reading_as_many_tokens_as_the_base_and_the_output(tmp_path: Path) -> None:
+    """Training under a token limit below the model's: each checkpoint is scored under the output's limit.
+
+    With a learning rate of 0 every checkpoint is the base model, so each must score what the base
+    scores; scored under the training limit of 16 tokens they would score less.
+    """
+    from gradir.training import TrainSettings, train
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    path = tmp_path / "judgments.jsonl"
+    write_judgments(path, judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0))
+    settings = TrainSettings(max_steps=2, batch_size=4, list_size=2, learning_rate=0.0, max_seq_length=16,
+                             validation_share=0.5, validation_documents=60, validate_every=1)
+    selection = train(path, nfcorpus, "bixse", tmp_path / "m", settings=settings).selection
+    assert [c["step"] for c in selection["epochs"]] == [1, 2]
+    for checkpoint in selection["epochs"]:
+        assert checkpoint["ndcg@10"] == pytest.approx(selection["base"], abs=1e-6)

@@ -7,8 +7,10 @@ package.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from gradir.errors import GradirError
@@ -86,4 +88,16 @@ def set_token_limit(model, limit: int | float | None) -> bool:
     except AttributeError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def token_limit(model, limit: int | float | None) -> Iterator[None]:
+    """Within the block the model reads up to ``limit`` tokens (None: unchanged); its limit before comes back after."""
+    before = getattr(model, "max_seq_length", None)
+    changed = set_token_limit(model, limit)
+    try:
+        yield
+    finally:
+        if changed:
+            set_token_limit(model, before)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gradir.models import token_limit
 from gradir.training.validation import ValidationSet
 
 
@@ -72,12 +73,16 @@ class EpochScores:
     """Scores the model at the end of each epoch (and every ``every`` steps; 0: epochs only) and
     keeps a copy of the best one's weights.
 
-    Scores kept in memory: a resumed run scores only the checkpoints it reaches itself.
+    ``output_limit``: the token limit the output model keeps. A run may train under a lower
+    limit (``max_seq_length``); each checkpoint is scored under the output's limit, as the
+    base and the interpolations are, so that all candidates are compared reading the same
+    text. Scores kept in memory: a resumed run scores only the checkpoints it reaches itself.
     """
 
-    def __init__(self, model, validation: ValidationSet, selection: Selection, every: int = 0):
+    def __init__(self, model, validation: ValidationSet, selection: Selection, every: int = 0,
+                 output_limit: int | None = None):
         self.model, self.validation, self.selection = model, validation, selection
-        self.every = every
+        self.every, self.output_limit = every, output_limit
         self.best_state: dict[str, Any] | None = None
         self.best_score = float("-inf")
         self.scored_steps: set[int] = set()
@@ -86,7 +91,8 @@ class EpochScores:
         if step in self.scored_steps:
             return
         self.scored_steps.add(step)
-        value = self.validation.score(self.model)
+        with token_limit(self.model, self.output_limit):
+            value = self.validation.score(self.model)
         self.selection.epochs.append({"epoch": round(epoch, 3), "step": step, "ndcg@10": value})
         if value > self.best_score:
             self.best_score, self.best_state = value, snapshot(self.model)

@@ -317,11 +317,11 @@ def train(
     loss_module = _loss(loss, student, loss_options)
     loss_module.use_judgments(training.judged)
     selection = epochs = base_state = None
+    model_limit = student.max_seq_length
     if validation is not None:
         base_state = snapshot(student)
         selection = Selection(validation.describe(), validation.score(student))
-        epochs = EpochScores(student, validation, selection, every=settings.validate_every)
-    model_limit = student.max_seq_length
+        epochs = EpochScores(student, validation, selection, every=settings.validate_every, output_limit=model_limit)
     limited = set_token_limit(student, settings.max_seq_length or None)
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
     args = SentenceTransformerTrainingArguments(
