@@ -100,4 +100,3 @@ def token_limit(model, limit: int | float | None) -> Iterator[None]:
     finally:
         if changed:
             set_token_limit(model, before)
-

@@ -40,7 +40,7 @@ from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
-from gradir.models import resolve_model_path, set_token_limit
+from gradir.models import resolve_model_path, token_limit
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, choose, snapshot, tuned_checkpoint
 from gradir.training.validation import hold_out, lexical_neighbours
@@ -322,22 +322,19 @@ def train(
         base_state = snapshot(student)
         selection = Selection(validation.describe(), validation.score(student))
         epochs = EpochScores(student, validation, selection, every=settings.validate_every, output_limit=model_limit)
-    limited = set_token_limit(student, settings.max_seq_length or None)
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
-    args = SentenceTransformerTrainingArguments(
-        **settings.trainer_arguments(out / CHECKPOINTS, len(training.dataset)),
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        learning_rate_mapping=_loss_learning_rates(trained_loss, settings.loss_learning_rate),
-    )
-    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=training.dataset, loss=trained_loss)
-    if epochs is not None:
-        trainer.add_callback(epochs.callback())
-    final_loss, steps, first_step = _fit(trainer, out, resume, trained_loss)
+    with token_limit(student, settings.max_seq_length or None):
+        args = SentenceTransformerTrainingArguments(
+            **settings.trainer_arguments(out / CHECKPOINTS, len(training.dataset)),
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            learning_rate_mapping=_loss_learning_rates(trained_loss, settings.loss_learning_rate),
+        )
+        trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=training.dataset, loss=trained_loss)
+        if epochs is not None:
+            trainer.add_callback(epochs.callback())
+        final_loss, steps, first_step = _fit(trainer, out, resume, trained_loss)
     if epochs is not None:
         epochs.score(trainer.state.epoch or 0.0, steps)  # the last model, when training ended mid-epoch
-    if limited:
-        set_token_limit(student, model_limit)
-    if epochs is not None:
         choose(student, base_state, epochs, settings.alphas)
         err_console.print(selection.sentence())
     _save_model(student, out)
