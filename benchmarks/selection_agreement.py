@@ -73,8 +73,10 @@ def read_runs(folder: Path) -> list[RunAgreement]:
             continue  # trained without a validation set
         if selection["output"] == "base":
             test = base_test
-        else:
+        elif (run / "eval.json").is_file():
             test = json.loads((run / "eval.json").read_text())["metrics"]["ndcg@10"]
+        else:
+            continue  # trained, not yet evaluated on test
         runs.append(RunAgreement(
             recipe=folder.name, run=run.name, alpha=selection["alpha"],
             validation_gain=selection["score"] - selection["base"], test_gain=test - base_test,
