@@ -9,7 +9,8 @@ or encoding anything, and reports per run
     Δ validation = validation nDCG@10 of the model handed back − the base's on the same queries
     Δ test       = test nDCG@10 of the model handed back − the base's on the test split
 
-and, pooled over runs, the Spearman rank correlation of Δ validation with Δ test, how
+and, pooled over runs, the Spearman rank correlation of Δ validation with Δ test (and,
+within each seed, across recipes: whether validation ranks recipes as test does), how
 often a positive Δ validation came with a positive Δ test, and the mean optimism
 (Δ validation − Δ test; choosing the best of a grid on 65 queries flatters the winner).
 Differences, not levels: each seed holds out other queries, so validation levels differ
@@ -99,10 +100,30 @@ def summary(runs: list[RunAgreement]) -> str:
         tuned_only = f" (over those alone: ρ = {rho_tuned:.2f}, p = {p_tuned:.3f})"
     return (
         f"Over {len(runs)} runs: Spearman ρ(Δ validation, Δ test) = {rho:.2f} (p = {p:.3f}). "
+        f"{within_seed(runs)} "
         f"{len(tuned)} runs handed back a tuned or interpolated model{tuned_only}; {helped} of them gained on test; "
         f"mean Δ validation − Δ test over those = {optimism:+.2f} points. "
         f"{len(runs) - len(tuned)} handed back the base (Δ test 0 by construction)."
     )
+
+
+def within_seed(runs: list[RunAgreement]) -> str:
+    """ρ across recipes among the runs of one seed: does validation rank the recipes as test does?
+
+    A seed fixes the held-out queries (and so the training queries), which moves both gains
+    together; the pooled ρ mixes that with the recipe's effect, the within-seed ρ does not.
+    """
+    from scipy.stats import spearmanr
+
+    by_seed: dict[str, list[RunAgreement]] = {}
+    for run in runs:
+        by_seed.setdefault(run.run.rsplit("seed", 1)[1], []).append(run)
+    parts = []
+    for seed, members in sorted(by_seed.items()):
+        if len(members) >= 3:
+            rho, p = spearmanr([r.validation_gain for r in members], [r.test_gain for r in members])
+            parts.append(f"seed {seed}: ρ = {rho:.2f} (p = {p:.3f}, {len(members)} runs)")
+    return "Within one seed, across recipes: " + ("; ".join(parts) if parts else "fewer than 3 runs per seed") + "."
 
 
 def render_table(runs: list[RunAgreement]) -> str:
