@@ -41,6 +41,7 @@ WORK = ROOT / "benchmarks" / "work"
 class RunAgreement:
     recipe: str
     run: str
+    seed: str
     alpha: float
     validation_gain: float
     test_gain: float
@@ -79,24 +80,30 @@ def read_runs(folder: Path) -> list[RunAgreement]:
         else:
             continue  # trained, not yet evaluated on test
         runs.append(RunAgreement(
-            recipe=folder.name, run=run.name, alpha=selection["alpha"],
+            recipe=folder.name, run=run.name, seed=run.name.rsplit("seed", 1)[1], alpha=selection["alpha"],
             validation_gain=selection["score"] - selection["base"], test_gain=test - base_test,
         ))
     return runs
 
 
-def summary(runs: list[RunAgreement]) -> str:
+def gain_correlation(runs: list[RunAgreement]) -> tuple[float, float]:
+    """Spearman ρ of the validation gains with the test gains, and its p-value."""
     from scipy.stats import spearmanr
 
+    rho, p = spearmanr([r.validation_gain for r in runs], [r.test_gain for r in runs])
+    return rho, p
+
+
+def summary(runs: list[RunAgreement]) -> str:
     if len(runs) < 3:
         return "Fewer than 3 runs with a validation set: no correlation."
-    rho, p = spearmanr([r.validation_gain for r in runs], [r.test_gain for r in runs])
+    rho, p = gain_correlation(runs)
     tuned = [r for r in runs if r.alpha > 0]
     helped = sum(r.test_gain > 0 for r in tuned)
     optimism = statistics.fmean(r.validation_gain - r.test_gain for r in tuned) * 100 if tuned else 0.0
     tuned_only = ""
     if len(tuned) >= 3:  # the base's hand-backs are ties at (0, 0), which flatter ρ
-        rho_tuned, p_tuned = spearmanr([r.validation_gain for r in tuned], [r.test_gain for r in tuned])
+        rho_tuned, p_tuned = gain_correlation(tuned)
         tuned_only = f" (over those alone: ρ = {rho_tuned:.2f}, p = {p_tuned:.3f})"
     return (
         f"Over {len(runs)} runs: Spearman ρ(Δ validation, Δ test) = {rho:.2f} (p = {p:.3f}). "
@@ -113,15 +120,13 @@ def within_seed(runs: list[RunAgreement]) -> str:
     A seed fixes the held-out queries (and so the training queries), which moves both gains
     together; the pooled ρ mixes that with the recipe's effect, the within-seed ρ does not.
     """
-    from scipy.stats import spearmanr
-
     by_seed: dict[str, list[RunAgreement]] = {}
     for run in runs:
-        by_seed.setdefault(run.run.rsplit("seed", 1)[1], []).append(run)
+        by_seed.setdefault(run.seed, []).append(run)
     parts = []
     for seed, members in sorted(by_seed.items()):
         if len(members) >= 3:
-            rho, p = spearmanr([r.validation_gain for r in members], [r.test_gain for r in members])
+            rho, p = gain_correlation(members)
             parts.append(f"seed {seed}: ρ = {rho:.2f} (p = {p:.3f}, {len(members)} runs)")
     return "Within one seed, across recipes: " + ("; ".join(parts) if parts else "fewer than 3 runs per seed") + "."
 
