@@ -78,6 +78,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--validation-documents", type=int, default=200)
     parser.add_argument("--validate-every", type=int, default=0,
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="training precision (bf16: bfloat16 mixed precision, for CPUs with AMX or GPUs from Ampere on)")
     parser.add_argument(
         "--loss-option", action="append", default=[], metavar="LOSS:KEY=VALUE",
         help="an option for one loss, e.g. wasserstein:form=emd (repeatable)",
@@ -114,6 +116,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
         settings["splits"] = args.splits
     if args.validate_every:  # nor had they --validate-every
         settings["validate_every"] = args.validate_every
+    if args.precision != "fp32":  # nor --precision
+        settings["precision"] = args.precision
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -162,6 +166,7 @@ def main() -> None:
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
                     threshold=args.threshold, validation_share=args.validation_share,
                     validation_documents=args.validation_documents, validate_every=args.validate_every,
+                    precision=args.precision,
                 )
                 train(judgments_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss))
             trained = json.loads((out / "training.json").read_text())
@@ -247,6 +252,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          f"--validation-share {args.validation_share}", f"--validation-documents {args.validation_documents}",
          *[f"--loss-option {o}" for o in args.loss_option],
          *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
+         *([f"--precision {args.precision}"] if args.precision != "fp32" else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
@@ -260,7 +266,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         command,
         f"Data: trained on NFCorpus {' + '.join(args.splits)} ({TRAINING_QUERIES[tuple(args.splits)]}, human-judged, "
         f"plus {args.negatives} mined grade-0 documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
-        f"({args.steps * args.batch_size} training lists per run), evaluated on the full test split (323 queries, "
+        f"({args.steps * args.batch_size} training lists per run"
+        f"{', bfloat16 mixed precision' if args.precision != 'fp32' else ''}), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
         f"choosing among base, tuned and their interpolations"
         f"{f' (tuned: the best of the checkpoints scored every {args.validate_every} steps; α@step in the table)' if args.validate_every else ''}.  \n"

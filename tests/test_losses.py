@@ -283,3 +283,19 @@ def test_wrong_label_shape_is_a_clear_error() -> None:
     with pytest.raises(GradirError, match=r"bixse: expected labels of shape \(2, 2\)"):
         BiXSELoss(IDENTITY).compute_loss_from_embeddings([Q.float(), D1.float(), D2.float()], torch.ones(2))
     assert math.isfinite(InfoNCELoss(IDENTITY).compute_loss_from_embeddings([Q, D1], None).item())
+
+
+def test_under_bf16_autocast_the_loss_is_computed_in_float32_from_the_bf16_embeddings() -> None:
+    """Mixed precision: the encoder's outputs are bfloat16, the loss is not (gradir.precision)."""
+    labels = torch.tensor([[1.0, 0.5], [0.25, 0.0]])
+    loss = BiXSELoss(IDENTITY, init_scale=20.0, init_bias=-10.0)
+    embeddings = [t.to(torch.bfloat16).requires_grad_(True) for t in (Q, D1, D2)]
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        value = loss.loss_in_float32(embeddings, labels)
+        in_bf16 = loss.compute_loss_from_embeddings(embeddings, labels)
+    exact = loss.compute_loss_from_embeddings([e.detach().float() for e in embeddings], labels)
+    assert value.dtype == torch.float32 and value.item() == pytest.approx(exact.item(), abs=1e-6)
+    # Left to autocast, the similarities are bfloat16 and the loss visibly off.
+    assert abs(in_bf16.item() - exact.item()) > 1e-4
+    value.backward()
+    assert all(e.grad is not None and e.grad.dtype == torch.bfloat16 for e in embeddings)

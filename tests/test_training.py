@@ -194,17 +194,23 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
     collection = load_collection(TINY)
     judgments = tmp_path / "judgments.jsonl"
     write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    # bf16 mixed precision (emulated where the CPU lacks it): the cached loss's replayed
+    # mini-batches hand bfloat16 gradients back; the saved weights stay float32.
     result = run_cli("train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", tmp_path / "m",
-                     "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1", "--json")
+                     "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1",
+                     "--precision", "bf16", "--json")
     assert result.returncode == 0, result.stderr
     settings = json.loads(result.stdout)["settings"]
-    assert settings["mini_batch_size"] == 2
+    assert settings["mini_batch_size"] == 2 and settings["precision"] == "bf16"
+    from safetensors.numpy import load_file
+
+    assert {str(w.dtype) for w in load_file(tmp_path / "m" / "model.safetensors").values()} == {"float32"}
     # One settings model: options left out take the [train] section's defaults, as `gradir run` does.
     from dataclasses import asdict
 
     from gradir.pipeline.config import TrainSection
 
-    expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1).trainer_settings(0))
+    expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1, precision="bf16").trainer_settings(0))
     # The threshold is resolved from the judgments, the batch clipped to the tiny set; JSON has no tuples.
     for resolved in ("threshold", "batch_size", "alphas"):
         expected.pop(resolved)

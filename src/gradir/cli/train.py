@@ -69,6 +69,8 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
     option("mini_batch_size", Optional[int], "--mini-batch-size", default=None, min=1,
            help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory."),
     _train_option("save_steps", int, "--save-steps", min=1, help="Checkpoint every this many steps."),
+    _train_option("precision", str, "--precision",
+                  help="fp32, bf16 (bfloat16 mixed precision: CPUs with AMX, GPUs from Ampere on) or auto (bf16 where native)."),
     option("max_seq_length", Optional[int], "--max-seq-length", default=None, min=1,
            help="Token limit while training (the saved model keeps its own)."),
     option("dev_split", Optional[str], "--dev-split", default=None, help="Evaluate the trained model on this split."),
@@ -109,7 +111,7 @@ def train_command(o: Options) -> None:
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
             validation_share=o.validation_share, validation_documents=o.validation_documents,
-            validate_every=o.validate_every,
+            validate_every=o.validate_every, precision=o.precision,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:

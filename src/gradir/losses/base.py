@@ -137,7 +137,19 @@ class BiEncoderLoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         embeddings = embed_columns(self.model, sentence_features)
-        return self.compute_loss_from_embeddings(embeddings, labels)
+        return self.loss_in_float32(embeddings, labels)
+
+    def loss_in_float32(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
+        """:meth:`compute_loss_from_embeddings` in float32 with autocast off.
+
+        Under bfloat16 mixed precision (:mod:`gradir.precision`) the encoder hands back
+        bfloat16 embeddings, whose cosines carry about 3 significant digits; at the scales
+        these losses use (BiXSE e^s ≈ 20, an InfoNCE temperature of 0.01) that error would
+        reach the logits. The similarities, softmaxes and the loss are computed from float32
+        copies instead (gradients flow back to the bfloat16 embeddings unchanged).
+        """
+        with torch.autocast(device_type=embeddings[0].device.type, enabled=False):
+            return self.compute_loss_from_embeddings([e.float() for e in embeddings], labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         raise NotImplementedError

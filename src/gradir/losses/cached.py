@@ -81,14 +81,14 @@ class CachedLoss(nn.Module):
                 embeddings.append(torch.cat(parts).detach().requires_grad_(True))
                 states.append(column_states)
         if not torch.is_grad_enabled():
-            return self.loss.compute_loss_from_embeddings(embeddings, labels)
+            return self.loss.loss_in_float32(embeddings, labels)
 
         # The loss's own parameters (BiXSE's scale and bias) get their gradients here too.
         own_parameters = [
             p for name, p in self.loss.named_parameters() if p.requires_grad and not name.startswith("model.")
         ]
         with torch.enable_grad():
-            value = self.loss.compute_loss_from_embeddings(embeddings, labels)
+            value = self.loss.loss_in_float32(embeddings, labels)
             grads = torch.autograd.grad(value, [*embeddings, *own_parameters], allow_unused=True)
         embedding_grads = grads[: len(embeddings)]
         parameter_grads = grads[len(embeddings) :]

@@ -20,6 +20,7 @@ from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
+    DEFAULT_TRAINING_PRECISION,
     DEFAULT_VALIDATE_EVERY,
     DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
@@ -224,13 +225,17 @@ class TrainSection(Section):
         description="also score the model on the validation queries every this many steps (a candidate for the output); 0: epoch ends only",
     )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        DEFAULT_TRAINING_PRECISION,
+        description="fp32 | bf16 (bfloat16 mixed precision: CPUs with AMX or AVX-512 BF16, GPUs from Ampere on) | auto (bf16 where native)",
+    )
     max_seq_length: int = Field(0, ge=0, description="token limit while training; 0: the model's own")
     save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a crash)")
     launcher: str = Field("", description="empty: train in this process; or e.g. \"torchrun --nproc_per_node=2\"")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
-        return self.dump_for_fingerprint({"validate_every": 0}, exclude=frozenset({"launcher", "save_steps"}))
+        return self.dump_for_fingerprint({"validate_every": 0, "precision": DEFAULT_TRAINING_PRECISION}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
@@ -245,7 +250,7 @@ class TrainSection(Section):
             mini_batch_size=self.mini_batch_size or None, save_steps=self.save_steps,
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
             validation_share=self.validation_share, validation_documents=self.validation_documents,
-            validate_every=self.validate_every,
+            validate_every=self.validate_every, precision=self.precision,
         )
 
 

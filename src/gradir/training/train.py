@@ -41,12 +41,14 @@ from gradir.errors import GradirError
 from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path, token_limit
+from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, choose, snapshot, tuned_checkpoint
 from gradir.training.validation import hold_out, lexical_neighbours
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_LOSS_LEARNING_RATE,
+    DEFAULT_TRAINING_PRECISION,
     DEFAULT_THRESHOLD,
     DEFAULT_VALIDATE_EVERY,
     DEFAULT_VALIDATION_DOCUMENTS,
@@ -79,6 +81,7 @@ class TrainSettings:
     validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
     validate_every: int = DEFAULT_VALIDATE_EVERY  # also score the model every this many steps; 0: epoch ends only
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
+    precision: str = DEFAULT_TRAINING_PRECISION  # auto | fp32 | bf16 (mixed precision; see gradir.precision)
 
     def write(self, path: Path) -> Path:
         """The settings as JSON (how ``gradir run`` hands them to ``gradir train`` under a launcher)."""
@@ -103,6 +106,7 @@ class TrainSettings:
     def trainer_arguments(self, output_dir: Path, examples: int) -> dict[str, Any]:
         # The loss is logged every step of a short run (a plot needs more than one point), every 5 at most.
         logging_steps = max(1, min(5, self.planned_steps(examples) // 20))
+        mixed = resolve_precision(self.precision) == "bf16"
         return dict(
             output_dir=str(output_dir),
             num_train_epochs=self.epochs,
@@ -120,6 +124,8 @@ class TrainSettings:
             report_to="none",
             dataloader_drop_last=False,
             disable_tqdm=True,
+            bf16=mixed,
+            use_cpu=mixed and not _has_cuda(),  # transformers accepts bf16 without a GPU only so
         )
 
 
@@ -301,6 +307,7 @@ def train(
     )
 
     settings = settings or TrainSettings()
+    settings.precision = resolve_precision(settings.precision)  # training.json records what was used
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
@@ -397,6 +404,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
 
     settings = settings or TrainSettings()
+    settings.precision = resolve_precision(settings.precision)
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)

@@ -1,0 +1,40 @@
+"""Numeric precision of training: fp32, or bf16 (bfloat16 mixed precision) where the hardware has it.
+
+Mixed precision (Micikevicius et al. 2018, "Mixed Precision Training"; bfloat16 as in
+Kalamkar et al. 2019) runs the encoder's matrix products in bfloat16 under
+``torch.autocast`` while the weights, the optimiser state and — in gradir — the loss stay
+in float32. bfloat16 keeps float32's exponent range, so no loss scaling is needed.
+
+It pays only where the hardware multiplies bfloat16 natively: CUDA GPUs that support it
+(Ampere and later) and CPUs with AMX or AVX-512 BF16 (Intel Sapphire Rapids and later,
+AMD Zen 4). On a 2-core Sapphire Rapids machine (2026-12-05, all-MiniLM-L6-v2, 80
+sequences of 128 tokens) a training step took 2.5 s instead of 5.7 s. Elsewhere bfloat16
+is emulated and slower than float32, so ``auto`` chooses fp32 there.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+TrainingPrecision = Literal["auto", "fp32", "bf16"]
+TRAINING_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def native_bfloat16() -> bool:
+    """Whether this machine's training device multiplies bfloat16 natively (see the module docstring)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    # Private helpers of torch.cpu (present since 2.1); a torch without them gets float32.
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_precision(precision: str) -> str:
+    """``fp32`` or ``bf16``: ``auto`` becomes bf16 where :func:`native_bfloat16` holds."""
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"unknown training precision '{precision}' (choose from {', '.join(TRAINING_PRECISIONS)})")
+    if precision == "auto":
+        return "bf16" if native_bfloat16() else "fp32"
+    return precision
