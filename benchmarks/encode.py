@@ -1,7 +1,7 @@
-"""Encoding speed and quality of each runtime (PyTorch, ONNX Runtime, OpenVINO; fp32, int8).
+"""Encoding speed and quality of each runtime (PyTorch fp32 and bf16; ONNX Runtime, OpenVINO; fp32, int8).
 
-Expected run time on 2 CPU cores: about 60 minutes (3 rounds of 600 documents with
-each of six encoders; a full SciFact and NFCorpus test evaluation with each of five
+Expected run time on 2 CPU cores: about 70 minutes (3 rounds of 600 documents with
+each of seven encoders; a full SciFact and NFCorpus test evaluation with each of six
 runtimes; a cold and a warm cached evaluation of SciFact).
 
     .venv/bin/python benchmarks/encode.py [--docs 600] [--rounds 3] [--skip-quality] [--skip-cached]
@@ -41,7 +41,7 @@ from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "beir"
-RUNTIMES = [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+RUNTIMES = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
 
 
 def runtime_name(backend: str, precision: str) -> str:
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--collections", nargs="+", default=["scifact", "nfcorpus"])
     parser.add_argument("--skip-quality", action="store_true", help="no nDCG evaluation per runtime")
     parser.add_argument("--quality-runtimes", nargs="+", default=[f"{b}-{p}" for b, p in RUNTIMES],
-                        help="runtimes evaluated for nDCG, as backend-precision (default: all five)")
+                        help="runtimes evaluated for nDCG, as backend-precision (default: all six)")
     parser.add_argument("--skip-cached", action="store_true", help="no cached re-evaluation")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Encoding under ONNX Runtime and OpenVINO: the vectors match PyTorch's, exports are reused, caches kept apart."""
+"""Encoding under ONNX Runtime, OpenVINO and bf16 autocast: the vectors match PyTorch fp32's, exports are reused, caches kept apart."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
 from gradir.retrieval.runtimes import export_into_model_folder
 
-RUNTIMES = [("onnx", "fp32", 0.9999), ("onnx", "int8", 0.99), ("openvino", "fp32", 0.9999), ("openvino", "int8", 0.99)]
+RUNTIMES = [("onnx", "fp32", 0.9999), ("onnx", "int8", 0.99), ("openvino", "fp32", 0.9999), ("openvino", "int8", 0.99),
+            ("torch", "bf16", 0.99)]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,14 @@ def test_exported_model_matches_pytorch_on_real_text(
     assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert cosines.min() >= floor, f"{backend} {precision}: lowest cosine {cosines.min():.5f} < {floor}"
-    if precision == "int8":
-        assert cosines.min() < 0.99999, "int8 vectors equal fp32 ones: the quantised model was not used"
+    if precision != "fp32":
+        assert cosines.min() < 0.99999, f"{precision} vectors equal fp32 ones: the lower precision was not used"
 
 
 def test_a_cache_filled_under_one_runtime_is_not_read_under_another(tmp_path: Path, exports: Path) -> None:
     texts = ["vitamin d and bone density", "coffee and mortality"]
     Encoder(cache_dir=tmp_path, backend="torch", show_progress=False).encode_documents(texts)
-    for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8")):
+    for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8"), ("torch", "bf16")):
         other = Encoder(cache_dir=tmp_path, exports_dir=exports, backend=backend, precision=precision, show_progress=False)
         other.encode_documents(texts)
         assert other.cache_hits == 0 and other.encoded_count == 2, (backend, precision)
@@ -88,6 +89,8 @@ def test_an_export_is_made_once_and_a_folder_export_follows_the_weights(tmp_path
 def test_int8_needs_an_exported_runtime() -> None:
     with pytest.raises(GradirError, match="int8 needs backend onnx or openvino"):
         Encoder(cache_dir=False, backend="torch", precision="int8")
+    with pytest.raises(GradirError, match="bf16 needs backend torch"):
+        Encoder(cache_dir=False, backend="onnx", precision="bf16")
     with pytest.raises(GradirError, match="unknown backend 'tensorrt'"):
         Encoder(cache_dir=False, backend="tensorrt")
 

@@ -34,7 +34,7 @@ INDEX = option("index", str, "--index", default="exact",
                help="Dense index: exact, hnsw, ivf or ivfpq (approximate; default parameters, see [index] in the config).")
 ENCODING_RUNTIME = (
     section_option(ModelSection, "backend", str, "--backend", help="Encoding runtime: torch, onnx (ONNX Runtime) or openvino."),
-    section_option(ModelSection, "precision", str, "--precision", help="Encoding precision: fp32, or int8 (onnx, openvino)."),
+    section_option(ModelSection, "precision", str, "--precision", help="Encoding precision: fp32, bf16 (torch; CPUs with AMX, GPUs from Ampere on), or int8 (onnx, openvino)."),
 )
 LLM_CONNECTION = (
     option("llm", str, "--llm", default="llamacpp", help="llamacpp[:GGUF], openai:URL@MODEL, hf:PATH or vllm:PATH."),

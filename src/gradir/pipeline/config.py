@@ -60,7 +60,9 @@ class ModelSection(Section):
     backend: Literal["torch", "onnx", "openvino"] = Field(
         DEFAULT_BACKEND, description="encoding runtime: torch | onnx (ONNX Runtime) | openvino; training is PyTorch"
     )
-    precision: Literal["fp32", "int8"] = Field(DEFAULT_PRECISION, description="encoding precision: fp32 | int8 (onnx, openvino)")
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        DEFAULT_PRECISION, description="encoding precision: fp32 | bf16 (torch; CPUs with AMX, GPUs from Ampere on) | int8 (onnx, openvino)"
+    )
 
 
 class LLMSection(Section):
@@ -307,8 +309,10 @@ class PipelineConfig(Section):
             problems.append((("mine", "skip_top"), f"{self.mine.skip_top} leaves no candidate of mine.top_k = {self.mine.top_k}"))
         if self.train.loss == "margin_mse" and self.train.list_size < 2:
             problems.append((("train", "list_size"), "must be at least 2 for margin_mse (a positive and a negative)"))
-        if self.model.backend == "torch" and self.model.precision != "fp32":
+        if self.model.backend == "torch" and self.model.precision == "int8":
             problems.append((("model", "precision"), 'int8 needs model.backend = "onnx" or "openvino"'))
+        if self.model.backend != "torch" and self.model.precision == "bf16":
+            problems.append((("model", "precision"), 'bf16 needs model.backend = "torch"'))
         if self.train.mini_batch_size > self.train.batch_size:
             problems.append((("train", "mini_batch_size"),
                              f"{self.train.mini_batch_size} is larger than train.batch_size = {self.train.batch_size}"))

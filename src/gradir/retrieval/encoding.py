@@ -48,7 +48,7 @@ class Encoder:
         device: torch device; None lets sentence-transformers choose.
         backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``: the runtime of the
             forward pass; the model is exported once per content fingerprint.
-        precision: ``fp32`` or ``int8`` (onnx and openvino only).
+        precision: ``fp32``, ``bf16`` (torch only: bfloat16 autocast) or ``int8`` (onnx and openvino only).
         exports_dir: where runtime exports are kept; None: the cache folder (also when
             embeddings are not cached).
     """
@@ -215,13 +215,7 @@ class Encoder:
             task = bar.add_task("encoding " + ("queries" if kind == "query" else f"{kind}s"), total=len(missing), visible=self.show_progress)
             for start in range(0, len(missing), _CHUNK):
                 chunk = missing[start : start + _CHUNK]
-                embeddings = self.model.encode(
-                    [text_of(k) for k in chunk],
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                ).astype(np.float32, copy=False)
+                embeddings = self._encode_chunk([text_of(k) for k in chunk])
                 if self._cache is not None:
                     self._cache.put_many(chunk, embeddings)
                 if store is not None:
@@ -229,6 +223,20 @@ class Encoder:
                         store(key, vector)
                 self.encoded_count += len(chunk)
                 bar.advance(task, len(chunk))
+
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors of ``texts``; under ``bf16`` encoded in bfloat16 autocast,
+        then normalised in float32 (a vector normalised in bfloat16 is unit-length to 2⁻⁸ only)."""
+        if self.precision != "bf16":
+            return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False).astype(np.float32, copy=False)
+        import torch
+
+        with torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16):
+            vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                        normalize_embeddings=False, show_progress_bar=False)
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
 
 
 class _Rows:

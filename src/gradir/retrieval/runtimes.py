@@ -1,7 +1,9 @@
-"""Inference runtimes for encoding: PyTorch, ONNX Runtime or OpenVINO, in fp32 or int8.
+"""Inference runtimes for encoding: PyTorch (fp32 or bf16), ONNX Runtime or OpenVINO (fp32 or int8).
 
 Training stays in PyTorch; encoding (filtering, mining, evaluation) can run the model's
-transformer in another runtime. Tokenisation, pooling and normalisation stay
+transformer in another runtime, or PyTorch's under bfloat16 autocast (``bf16``: the
+matrix products in bfloat16, layer norms and softmaxes in float32; it pays where the
+processor multiplies bfloat16 natively, see :mod:`gradir.precision`). Tokenisation, pooling and normalisation stay
 sentence-transformers' own modules, so any model whose first module is a
 ``Transformer`` works, and only the transformer's forward pass changes runtime.
 
@@ -52,9 +54,9 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 Backend = Literal["torch", "onnx", "openvino"]
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "bf16", "int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
-PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 #: chosen by measurement (benchmarks/encode.py, benchmarks/RESULTS.md): the fastest
 #: runtime whose nDCG@10 on SciFact and NFCorpus stays within 0.005 of fp32 PyTorch
 DEFAULT_BACKEND = "torch"
@@ -71,13 +73,15 @@ _RECORD = "export.json"
 
 
 def check_runtime(backend: str, precision: str) -> None:
-    """A clear error for an unknown backend or precision, or int8 under PyTorch."""
+    """A clear error for an unknown backend or precision, int8 under PyTorch or bf16 outside it."""
     if backend not in BACKENDS:
         raise GradirError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
         raise GradirError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
-    if backend == "torch" and precision != "fp32":
-        raise GradirError("precision int8 needs backend onnx or openvino (PyTorch encodes in fp32)")
+    if backend == "torch" and precision == "int8":
+        raise GradirError("precision int8 needs backend onnx or openvino (PyTorch encodes in fp32 or bf16)")
+    if backend != "torch" and precision == "bf16":
+        raise GradirError(f"precision bf16 needs backend torch ({backend} encodes in fp32 or int8)")
 
 
 def export_file(
