@@ -237,7 +237,8 @@ class TrainSection(Section):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
-        return self.dump_for_fingerprint({"validate_every": 0, "precision": DEFAULT_TRAINING_PRECISION}, exclude=frozenset({"launcher", "save_steps"}))
+        # Runs made before `precision` existed trained in fp32.
+        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32"}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
