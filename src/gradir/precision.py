@@ -14,7 +14,9 @@ is emulated and slower than float32, so ``auto`` chooses fp32 there.
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal
 
 TrainingPrecision = Literal["auto", "fp32", "bf16"]
 TRAINING_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -38,3 +40,26 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if native_bfloat16() else "fp32"
     return precision
+
+
+@contextlib.contextmanager
+def float32_forward(model: Any) -> Iterator[None]:
+    """Inside the block, ``model`` runs its own forward, not the mixed-precision one.
+
+    For bf16 training, accelerate (under transformers' Trainer) replaces the model's
+    ``forward`` with one wrapped in ``torch.autocast`` and keeps the original as
+    ``_original_forward``; an outer ``autocast(enabled=False)`` cannot undo it, since the
+    wrapper enters autocast again. Validation scores the base model before training in
+    float32, so the checkpoints scored during training must be encoded in float32 too, or
+    the selection would compare unlike with unlike. Outside mixed precision this does nothing.
+    """
+    original = vars(model).get("_original_forward")
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped

@@ -142,11 +142,13 @@ class BiEncoderLoss(nn.Module):
     def loss_in_float32(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         """:meth:`compute_loss_from_embeddings` in float32 with autocast off.
 
-        Under bfloat16 mixed precision (:mod:`gradir.precision`) the encoder hands back
-        bfloat16 embeddings, whose cosines carry about 3 significant digits; at the scales
-        these losses use (BiXSE e^s ≈ 20, an InfoNCE temperature of 0.01) that error would
-        reach the logits. The similarities, softmaxes and the loss are computed from float32
-        copies instead (gradients flow back to the bfloat16 embeddings unchanged).
+        Under bfloat16 mixed precision (:mod:`gradir.precision`) the loss may run inside an
+        autocast region (a loop that wraps the whole step, as PyTorch's AMP recipe does; the
+        Trainer's accelerate wraps only the model's forward and hands back float32). There
+        the similarity products would be bfloat16, whose cosines carry about 3 significant
+        digits; at the scales these losses use (BiXSE e^s ≈ 20, an InfoNCE temperature of
+        0.01) that error reaches the logits. The loss is computed from float32 copies instead
+        (gradients flow back to bfloat16 embeddings unchanged).
         """
         with torch.autocast(device_type=embeddings[0].device.type, enabled=False):
             return self.compute_loss_from_embeddings([e.float() for e in embeddings], labels)

@@ -36,6 +36,7 @@ import numpy as np
 from gradir.collections.records import Document, Query
 from gradir.evaluation.metrics import score_run
 from gradir.grading.judgments import Judgment
+from gradir.precision import float32_forward
 from gradir.retrieval.dense import DenseIndex
 from gradir.retrieval.run import top_ranked
 from gradir.training_defaults import DEFAULT_VALIDATION_DOCUMENTS, DEFAULT_VALIDATION_SHARE
@@ -57,13 +58,13 @@ class ValidationSet:
                 "documents": len(self.documents)}
 
     def score(self, model, batch_size: int = 32) -> float:
-        """nDCG@10 of a sentence-transformers model (used as it is, in eval mode, without gradients)."""
+        """nDCG@10 of a sentence-transformers model (used as it is, in eval mode, without gradients, in float32)."""
         import torch
 
         was_training = model.training
         model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), float32_forward(model):
                 doc_ids = list(self.documents)
                 doc_vectors = model.encode([self.documents[d] for d in doc_ids], batch_size=batch_size,
                                            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
