@@ -224,7 +224,6 @@ class Encoder:
                 self.encoded_count += len(chunk)
                 bar.advance(task, len(chunk))
 
-
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors of ``texts``; under ``bf16`` encoded in bfloat16 autocast,
         then normalised in float32 (a vector normalised in bfloat16 is unit-length to 2⁻⁸ only)."""
