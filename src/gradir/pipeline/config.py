@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gradir.errors import GradirError
+from gradir.precision import TrainingPrecision
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
     DEFAULT_LOSS_LEARNING_RATE,
@@ -227,7 +228,7 @@ class TrainSection(Section):
         description="also score the model on the validation queries every this many steps (a candidate for the output); 0: epoch ends only",
     )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: TrainingPrecision = Field(
         DEFAULT_TRAINING_PRECISION,
         description="fp32 | bf16 (bfloat16 mixed precision: CPUs with AMX or AVX-512 BF16, GPUs from Ampere on) | auto (bf16 where native)",
     )
