@@ -388,6 +388,8 @@ def main() -> None:
     parser.add_argument("--linearity", action="store_true",
                         help="the per-passage work (encoding, BM25 build) on the smallest and largest size, "
                              "timed small, large, small in one process")
+    parser.add_argument("--operations", nargs="+", choices=LINEARITY_OPERATIONS, default=list(LINEARITY_OPERATIONS),
+                        help="with --linearity: which operations to time")
     args = parser.parse_args()
     if args.bm25_only:
         return bm25_only(args)
@@ -425,6 +427,9 @@ def main() -> None:
         )
 
 
+LINEARITY_OPERATIONS = ("encode", "bm25", "search", "cache")
+
+
 def linearity(args: argparse.Namespace) -> None:
     """Growth of encoding and of the BM25 build, free of the machine's drift between two runs.
 
@@ -439,7 +444,8 @@ def linearity(args: argparse.Namespace) -> None:
 
     from gradir.retrieval.bm25 import streamed_scores
     from gradir.retrieval.dense import DenseIndex
-    from gradir.retrieval.encoding import Encoder
+    from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
+    from gradir.retrieval.encoding import _CHUNK, Encoder
 
     small, large = min(args.sizes), max(args.sizes)
     with open(build_collection(args.work, large) / "corpus.jsonl", encoding="utf-8") as lines:
@@ -451,43 +457,70 @@ def linearity(args: argparse.Namespace) -> None:
     def encode(part: list[str]) -> None:
         encoded[len(part)] = encoder.encode_documents(part)
 
+    def vectors_of(part: list[str]) -> np.ndarray:
+        """The encoded vectors of ``part``; random unit vectors of the model's width when encoding is not timed."""
+        if large not in encoded:
+            drawn = np.random.default_rng(0).standard_normal((large, 384), dtype=np.float32)
+            encoded[large] = drawn / np.linalg.norm(drawn, axis=1, keepdims=True)
+        return encoded[large][: len(part)]
+
     def filter_search(part: list[str]) -> None:
         """The filter stage's search: 1% of the passages as queries (as generate.passages is here), top 10, exact."""
-        vectors = encoded[large][: len(part)]
+        vectors = vectors_of(part)
         index = DenseIndex([str(i) for i in range(len(part))], vectors)
         queries = vectors[:: 100]
         index.search([str(i) for i in range(len(queries))], queries, 10)
 
+    def cache_round_trip(part: list[str]) -> None:
+        """What the embedding cache does for a collection encoded in one go: look up (all absent), store in
+        the encoder's chunks, look up again (a fresh cache folder, deleted after)."""
+        folder = args.work / "linearity-cache"
+        shutil.rmtree(folder, ignore_errors=True)
+        cache = EmbeddingCache(folder, "timed")
+        keys = [text_key(text) for text in part]
+        vectors = vectors_of(part)
+        assert (cache.rows_of(keys) < 0).all()
+        for start in range(0, len(keys), _CHUNK):
+            cache.put_many(keys[start : start + _CHUNK], vectors[start : start + _CHUNK])
+        assert (cache.rows_of(keys) >= 0).all()
+        cache.close()
+        shutil.rmtree(folder)
+
     operations = {
-        "encode (gradir's Encoder, no cache)": encode,
-        "BM25 index built (streamed_scores)": lambda part: streamed_scores(
-            part, len(part), k1=1.2, b=0.75, stopwords="en", stemmer=stemmer),
-        "exact search, 1% of the passages as queries, top 10 (the filter's)": filter_search,
+        "encode": ("encode (gradir's Encoder, no cache)", encode),
+        "bm25": ("BM25 index built (streamed_scores)", lambda part: streamed_scores(
+            part, len(part), k1=1.2, b=0.75, stopwords="en", stemmer=stemmer)),
+        "search": ("exact search, 1% of the passages as queries, top 10 (the filter's)", filter_search),
+        "cache": ("embedding cache: hash, look up, store in chunks of 512, look up again", cache_round_trip),
     }
+    if "encode" not in args.operations:
+        vectors_of(texts[:large])  # drawn before the clock starts
     lines = [f"| operation | {small:,} (s) | {large:,} (s) | {small:,} again (s) | growth for {large // small}× the data |",
              "|---|---|---|---|---|"]
-    for name, run in operations.items():
+    for name, run in (operations[chosen] for chosen in LINEARITY_OPERATIONS if chosen in args.operations):
         seconds = []
         for size in (small, large, small):
             start = time.perf_counter()
             run(texts[:size])
             seconds.append(time.perf_counter() - start)
         growth = seconds[1] / ((seconds[0] + seconds[2]) / 2)
-        lines.append(f"| {name} | {seconds[0]:.1f} | {seconds[1]:.1f} | {seconds[2]:.1f} | {growth:.2f}× |")
+        lines.append(f"| {name} | {seconds[0]:.2f} | {seconds[1]:.2f} | {seconds[2]:.2f} | {growth:.2f}× |")
         print(lines[-1], flush=True)
     table = "\n".join(lines)
     print(table)
     if not args.no_record:
         append_section(
             "Growth of the per-passage work, timed in one process",
-            f"python benchmarks/scale.py --linearity --sizes {small} {large}",
+            f"python benchmarks/scale.py --linearity --sizes {small} {large}"
+            + (f" --operations {' '.join(args.operations)}" if set(args.operations) != set(LINEARITY_OPERATIONS) else ""),
             "The first passages of `scale.py`'s largest collection (SciFact plus joined sentence windows), timed on "
             f"{small:,}, then {large:,}, then {small:,} again in one process, so that the machine's drift between "
             "two runs minutes apart does not enter the ratio; growth = the large time over the mean of the two "
             "small ones. Encoding: the StaticEmbedding encoder of `scale.py`, batch 32, embedding cache off. "
             "Search: gradir's exact DenseIndex over those vectors, every 100th passage's vector standing in for "
             "a generated query (the filter searches 1% of the collection's passages' queries; ten times the "
-            "queries over ten times the passages, 100× the work by design).",
+            "queries over ten times the passages, 100× the work by design; random unit vectors when encoding is "
+            "not timed). Embedding cache: a fresh cache folder on the same disk, fsync-ed as gradir writes it.",
             table,
         )
 

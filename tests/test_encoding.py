@@ -3,13 +3,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gradir.collections.records import Document
-from gradir.retrieval.embedding_cache import EmbeddingCache
+from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
@@ -92,7 +93,7 @@ def test_models_are_local_paths_only(tmp_path: Path) -> None:
 def _append_from_process(directory: str, worker: int) -> None:
     cache = EmbeddingCache(directory, "shared")
     for chunk in range(20):
-        keys = [f"{worker}-{chunk}-{i}".encode() for i in range(7)]
+        keys = [text_key(f"{worker}-{chunk}-{i}") for i in range(7)]
         cache.put_many(keys, np.full((7, 4), worker * 1000 + chunk, dtype=np.float32))
 
 
@@ -105,24 +106,59 @@ def test_appends_from_several_processes_each_keep_their_own_vectors(tmp_path: Pa
         process.join(60)
         assert process.exitcode == 0
     cache = EmbeddingCache(tmp_path, "shared")
-    keys = [f"{w}-{c}-{i}".encode() for w in range(3) for c in range(20) for i in range(7)]
+    keys = [text_key(f"{w}-{c}-{i}") for w in range(3) for c in range(20) for i in range(7)]
     rows = cache.rows_of(keys)
     assert len(cache) == len(keys) and len(set(rows.tolist())) == len(keys)
     expected = np.repeat([w * 1000 + c for w in range(3) for c in range(20)], 7)
     np.testing.assert_array_equal(cache.vectors(rows)[:, 0], expected)
 
 
-def test_a_torn_row_left_by_a_crash_is_written_over_and_nothing_indexed_is_lost(tmp_path: Path) -> None:
+def test_a_torn_row_or_unkeyed_rows_left_by_a_crash_are_written_over_and_nothing_keyed_is_lost(tmp_path: Path) -> None:
+    a, b, c, d = (text_key(t) for t in "abcd")
     cache = EmbeddingCache(tmp_path, "crash")
-    cache.put_many([b"a", b"b"], np.array([[1, 1, 1], [2, 2, 2]], dtype=np.float32))
-    with open(cache.vectors_path, "ab") as file:  # a crash while appending: half a row, never indexed
-        file.write(np.float32(9).tobytes() * 2)
+    cache.put_many([a, b], np.array([[1, 1, 1], [2, 2, 2]], dtype=np.float32))
+    with open(cache.vectors_path, "ab") as file:  # a crash after the vectors were written, before their keys
+        file.write(np.full((2, 3), 8, dtype=np.float32).tobytes() + np.float32(9).tobytes() * 2)
     again = EmbeddingCache(tmp_path, "crash")
-    again.put_many([b"c"], np.array([[3, 3, 3]], dtype=np.float32))
-    rows = again.rows_of([b"a", b"b", b"c", b"d"])
-    assert rows[-1] == -1
+    assert again.rows_of([c])[0] == -1
+    again.put_many([c], np.array([[3, 3, 3]], dtype=np.float32))
+    rows = again.rows_of([a, b, c, d])
+    assert rows.tolist() == [0, 1, 2, -1]
     np.testing.assert_array_equal(again.vectors(rows[:3]), [[1, 1, 1], [2, 2, 2], [3, 3, 3]])
-    assert cache.vectors_path.stat().st_size == 3 * 3 * 4
+    assert cache.vectors_path.stat().st_size == 3 * 3 * 4 and len(again) == 3
+    assert cache.rows_of([c])[0] == 2  # a reader opened before the append sees it too
+
+
+def test_lookups_find_every_row_before_and_after_the_sorted_index_is_rebuilt(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, "many")
+    keys = [text_key(str(i)) for i in range(70_000)]  # enough to build the sorted index at once
+    cache.put_many(keys, np.arange(70_000, dtype=np.float32)[:, None])
+    assert (cache.rows_of(keys) == np.arange(70_000)).all()
+    more = [text_key(f"more {i}") for i in range(10)]  # few: looked up through the recent keys
+    cache.put_many(more, np.full((10, 1), -1, dtype=np.float32))
+    found = cache.rows_of(more + keys[:3] + [text_key("absent")])
+    assert found.tolist() == [*range(70_000, 70_010), 0, 1, 2, -1]
+    with pytest.raises(ValueError, match="16-byte"):
+        cache.rows_of([b"short"])
+
+
+def test_a_cache_indexed_in_sqlite_is_converted_once_and_keeps_its_vectors(tmp_path: Path) -> None:
+    folder = tmp_path / "embeddings" / "old"
+    folder.mkdir(parents=True)
+    np.array([[1, 1], [7, 7], [2, 2]], dtype=np.float32).tofile(folder / "vectors.f32")  # row 1: never indexed
+    with sqlite3.connect(folder / "rows.sqlite") as db:
+        db.execute("CREATE TABLE rows (key BLOB PRIMARY KEY, row INTEGER NOT NULL)")
+        db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('dim', 2)")
+        db.executemany("INSERT INTO rows VALUES (?, ?)", [(text_key("x"), 0), (text_key("y"), 2)])
+    db.close()
+    cache = EmbeddingCache(tmp_path, "old")
+    assert not (folder / "rows.sqlite").exists() and cache.dim == 2
+    rows = cache.rows_of([text_key("x"), text_key("y"), text_key("z")])
+    assert rows.tolist() == [0, 2, -1]
+    np.testing.assert_array_equal(cache.vectors(rows[:2]), [[1, 1], [2, 2]])
+    cache.put_many([text_key("z")], np.array([[3, 3]], dtype=np.float32))
+    assert EmbeddingCache(tmp_path, "old").rows_of([text_key("z")]).tolist() == [3]
 
 
 def test_a_collection_encoded_in_one_go_is_searched_in_place_and_any_other_is_copied(tmp_path: Path) -> None:

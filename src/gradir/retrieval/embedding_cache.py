@@ -1,77 +1,103 @@
-"""A persistent cache of text embeddings: one memory-mapped float32 file per encoder.
+"""A persistent cache of text embeddings: two append-only files per encoder.
 
 Each (model fingerprint, encoding settings) namespace is a folder holding
 
-- ``vectors.f32``: the vectors, one row of ``dim`` float32 after another, only ever
-  appended to; read through ``numpy.memmap``, so reading a million vectors copies
-  nothing into the process' own memory and the page cache can drop them;
-- ``rows.sqlite``: text hash (BLAKE2, 16 bytes) → row number, plus the width.
+- ``vectors.f32``: the vectors, one row of ``dim`` float32 after another; read through
+  ``numpy.memmap``, so reading a million vectors copies nothing into the process' own
+  memory and the page cache can drop them;
+- ``keys.b16``: row i's key, the BLAKE2b hash of its text (16 bytes, :func:`text_key`);
+- ``dim``: the vectors' width, written once.
 
-Appending is crash-safe: the rows are written and ``fsync``-ed first, their index
-entries committed after in one SQLite transaction, so a crash leaves at worst some
-unindexed rows (unused space) and a torn last row, which the next append writes over. An
-exclusive ``flock`` on ``append.lock`` orders appends from several processes; readers
-need no lock (SQLite's WAL mode lets them read while one writes).
+Lookups go through a sorted copy of the keys held in memory (24 bytes per vector with its
+row number: 24 MB for a million), built from ``keys.b16`` the first time and rebuilt when
+many rows have been appended since; fewer wait in a small dictionary. Appending and
+looking up both cost time in proportion to the vectors concerned. (Until 2026-12-05 the
+index was a SQLite table keyed by hash. Once it outgrows memory, a B-tree keyed by random
+hashes rewrites about one page per new key, so appending a million vectors took 32× the
+time of a hundred thousand; see ``benchmarks/RESULTS.md``. A folder that has
+``rows.sqlite`` and no ``keys.b16`` is converted the first time it is opened.)
 
-A row costs ``4·dim`` bytes plus about 40 bytes of index, against about 2 KB when each
-384-dimensional vector was a SQLite row of its own; and a collection encoded in one go
-occupies one contiguous block of rows, which :meth:`EmbeddingCache.block_of` hands to
-FAISS as a view of the file.
+Appending is crash-safe: the vectors are written and ``fsync``-ed first, their keys
+after, and a row exists once its key is written. A crash leaves at worst vectors without
+keys and a torn last row, which the next append writes over; rows with keys are never
+written again. An exclusive ``flock`` on ``append.lock`` orders appends from several
+processes; readers take no lock (they see whole keys only, whose vectors are already
+on disk).
+
+A row costs ``4·dim + 16`` bytes on disk. A collection encoded in one go occupies one
+contiguous block of rows, which :meth:`EmbeddingCache.block_of` hands to FAISS as a view
+of the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-_LOOKUP_CHUNK = 900  # below SQLite's default limit on bound parameters
+from gradir.atomic import atomic_write, write_text_atomic
+
 _DTYPE = np.dtype(np.float32)
+KEY_BYTES = 16
+_KEY_DTYPE = np.dtype(f"S{KEY_BYTES}")  # fixed-width bytes: sorted and compared whole
+_MIN_REBUILD = 65_536  # appended keys kept in a dictionary before the sorted copy is rebuilt
 
 
 def text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=KEY_BYTES).digest()
 
 
 class EmbeddingCache:
-    """Vectors of one model under one set of encoding settings, keyed by text hash."""
+    """Vectors of one model under one set of encoding settings, keyed by text hash (:func:`text_key`)."""
 
     def __init__(self, directory: Path | str, namespace: str):
         self.folder = Path(directory) / "embeddings" / namespace
         self.folder.mkdir(parents=True, exist_ok=True)
         self.vectors_path = self.folder / "vectors.f32"
-        self.vectors_path.touch(exist_ok=True)
-        self._db = sqlite3.connect(self.folder / "rows.sqlite", timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS rows (key BLOB PRIMARY KEY, row INTEGER NOT NULL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        self._db.commit()
+        self.keys_path = self.folder / "keys.b16"
+        self._dim_path = self.folder / "dim"
         self._map: np.memmap | None = None
+        self._sorted_keys = np.zeros(0, dtype=_KEY_DTYPE)
+        self._sorted_rows = np.zeros(0, dtype=np.int64)
+        self._recent: dict[bytes, int] = {}  # keys read after the sorted copy was built
+        self._keys_read = 0  # rows of keys.b16 in the sorted copy or in _recent
+        with self._append_lock():
+            if not self.keys_path.exists() and (self.folder / "rows.sqlite").exists():
+                self._convert_sqlite_index()
+            self.vectors_path.touch(exist_ok=True)
+            self.keys_path.touch(exist_ok=True)
 
     @property
     def dim(self) -> int | None:
         """The vectors' width, known once the first vector is stored."""
-        found = self._db.execute("SELECT value FROM meta WHERE name = 'dim'").fetchone()
-        return None if found is None else int(found[0])
+        try:
+            return int(self._dim_path.read_text())
+        except FileNotFoundError:
+            return None
 
     def rows_of(self, keys: Sequence[bytes]) -> np.ndarray:
         """The row of each key (int64), −1 where the key has no vector."""
-        slot: dict[bytes, int] = {}
-        inverse = np.fromiter((slot.setdefault(key, len(slot)) for key in keys), dtype=np.int64, count=len(keys))
-        unique = list(slot)
-        found = np.full(len(unique), -1, dtype=np.int64)
-        for start in range(0, len(unique), _LOOKUP_CHUNK):
-            chunk = unique[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for key, row in self._db.execute(f"SELECT key, row FROM rows WHERE key IN ({marks})", chunk):
-                found[slot[key]] = row
-        return found[inverse]
+        self._read_new_keys()
+        wanted = _as_key_array(keys)
+        found = np.full(len(wanted), -1, dtype=np.int64)
+        if len(self._sorted_keys):
+            # Searched in sorted order: each search starts near the last one (half the time of random order).
+            order = np.argsort(wanted, kind="stable")
+            at = np.empty(len(wanted), dtype=np.int64)
+            at[order] = np.searchsorted(self._sorted_keys, wanted[order])
+            np.minimum(at, len(self._sorted_keys) - 1, out=at)
+            hit = self._sorted_keys[at] == wanted
+            found[hit] = self._sorted_rows[at[hit]]
+        if self._recent:
+            for i in np.flatnonzero(found < 0):
+                found[i] = self._recent.get(keys[i], -1)
+        return found
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """A copy of the given rows (all must exist), in the order given."""
@@ -102,32 +128,76 @@ class EmbeddingCache:
         return int((self.rows_of(keys) >= 0).sum())
 
     def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Append vectors and then index them: a crash leaves them all indexed, or none."""
+        """Append vectors and then their keys: a crash leaves each row with its key, or unused."""
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if not keys:
             return
+        key_bytes = _as_key_array(keys).tobytes()
         block = np.ascontiguousarray(vectors, dtype=_DTYPE)
-        with open(self.folder / "append.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._append_lock():
             dim = self.dim
             if dim is None:
                 dim = block.shape[1]
-                with self._db:
-                    self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('dim', ?)", (dim,))
+                write_text_atomic(self._dim_path, str(dim))
             if block.shape[1] != dim:
                 raise ValueError(f"vectors of width {block.shape[1]} in a cache of width {dim} ({self.folder})")
             row_bytes = dim * _DTYPE.itemsize
-            with open(self.vectors_path, "r+b") as file:
-                first = os.fstat(file.fileno()).st_size // row_bytes  # a torn row from a crash is overwritten
-                file.seek(first * row_bytes)
-                file.write(block.tobytes())
-                file.truncate()
-                file.flush()
-                os.fsync(file.fileno())
-            with self._db:
-                self._db.executemany("INSERT OR REPLACE INTO rows (key, row) VALUES (?, ?)",
-                                     [(key, first + i) for i, key in enumerate(keys)])
+            # Rows past the last whole key (a crash's unkeyed vectors, a torn row) are written over.
+            first = min(self.keys_path.stat().st_size // KEY_BYTES, self.vectors_path.stat().st_size // row_bytes)
+            _write_at(self.vectors_path, first * row_bytes, block.tobytes())
+            _write_at(self.keys_path, first * KEY_BYTES, key_bytes)
+
+    def _read_new_keys(self) -> None:
+        """Bring the in-memory index up to the keys on disk (appended by this process or another)."""
+        on_disk = self.keys_path.stat().st_size // KEY_BYTES
+        new = on_disk - self._keys_read
+        if new <= 0:
+            return
+        if new + len(self._recent) >= max(_MIN_REBUILD, len(self._sorted_keys) // 4):
+            keys = np.fromfile(self.keys_path, dtype=_KEY_DTYPE, count=on_disk)
+            order = np.argsort(keys, kind="stable")
+            self._sorted_keys, self._sorted_rows, self._recent = keys[order], order.astype(np.int64), {}
+        else:
+            with open(self.keys_path, "rb") as file:
+                file.seek(self._keys_read * KEY_BYTES)
+                tail = file.read(new * KEY_BYTES)
+            for i in range(new):
+                self._recent.setdefault(tail[i * KEY_BYTES : (i + 1) * KEY_BYTES], self._keys_read + i)
+        self._keys_read = on_disk
+
+    def _convert_sqlite_index(self) -> None:
+        """Write ``keys.b16`` from the SQLite index of caches made before 2026-12-05, then drop it.
+
+        Rows the old index never named (a crash's unindexed rows) get a key of zeros, which
+        no text hashes to in practice.
+        """
+        old = self.folder / "rows.sqlite"
+        db = sqlite3.connect(old)
+        try:
+            dim_row = db.execute("SELECT value FROM meta WHERE name = 'dim'").fetchone()
+            indexed = db.execute("SELECT key, row FROM rows").fetchall() if dim_row else []
+        finally:
+            db.close()
+        if dim_row:
+            dim = int(dim_row[0])
+            rows = self.vectors_path.stat().st_size // (dim * _DTYPE.itemsize) if self.vectors_path.exists() else 0
+            keys = np.zeros(rows, dtype=_KEY_DTYPE)
+            for key, row in indexed:
+                if row < rows and len(key) == KEY_BYTES:
+                    keys[row] = key
+            with atomic_write(self.keys_path, "wb") as file:
+                file.write(keys.tobytes())
+            write_text_atomic(self._dim_path, str(dim))
+        for leftover in (old, old.with_name("rows.sqlite-wal"), old.with_name("rows.sqlite-shm")):
+            leftover.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _append_lock(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``append.lock`` for the block (closing the file releases it)."""
+        with open(self.folder / "append.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _mapped(self, rows_needed: int) -> np.memmap:
         """The file as a read-only (rows × dim) array, mapped again when it has grown past ``rows_needed``."""
@@ -144,8 +214,25 @@ class EmbeddingCache:
         self._map = None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        """Rows stored (a text stored twice by two processes at once counts twice)."""
+        return self.keys_path.stat().st_size // KEY_BYTES
 
     def close(self) -> None:
         self.unmap()
-        self._db.close()
+
+
+def _as_key_array(keys: Sequence[bytes]) -> np.ndarray:
+    if any(len(key) != KEY_BYTES for key in keys):
+        raise ValueError(f"cache keys are {KEY_BYTES}-byte text hashes (text_key)")
+    return np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset``, cut the file there, and ``fsync`` it."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        file.write(data)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
+

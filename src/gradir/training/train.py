@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -48,8 +48,8 @@ from gradir.training.validation import hold_out, lexical_neighbours
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_LOSS_LEARNING_RATE,
-    DEFAULT_TRAINING_PRECISION,
     DEFAULT_THRESHOLD,
+    DEFAULT_TRAINING_PRECISION,
     DEFAULT_VALIDATE_EVERY,
     DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
@@ -307,7 +307,8 @@ def train(
     )
 
     settings = settings or TrainSettings()
-    settings.precision = resolve_precision(settings.precision)  # training.json records what was used
+    # training.json records the precision used (auto resolved); the caller's settings stay as given
+    settings = replace(settings, precision=resolve_precision(settings.precision))
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
@@ -404,7 +405,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
 
     settings = settings or TrainSettings()
-    settings.precision = resolve_precision(settings.precision)
+    settings = replace(settings, precision=resolve_precision(settings.precision))
     start = time.perf_counter()
     out = Path(out)
     base_path = resolve_model_path(model)
