@@ -18,7 +18,7 @@ time of a hundred thousand; see ``benchmarks/RESULTS.md``. A folder that has
 ``rows.sqlite`` and no ``keys.b16`` is converted the first time it is opened.)
 
 Appending is crash-safe: the vectors are written and ``fsync``-ed first, their keys
-after, and a row exists once its key is written. A crash leaves at worst vectors without
+after (one ``fsync`` per append), and a row exists once its key is written. A crash leaves at worst vectors without
 keys and a torn last row, which the next append writes over; rows with keys are never
 written again. An exclusive ``flock`` on ``append.lock`` orders appends from several
 processes; readers take no lock (they see whole keys only, whose vectors are already
@@ -145,8 +145,10 @@ class EmbeddingCache:
             row_bytes = dim * _DTYPE.itemsize
             # Rows past the last whole key (a crash's unkeyed vectors, a torn row) are written over.
             first = min(self.keys_path.stat().st_size // KEY_BYTES, self.vectors_path.stat().st_size // row_bytes)
-            _write_at(self.vectors_path, first * row_bytes, block.tobytes())
-            _write_at(self.keys_path, first * KEY_BYTES, key_bytes)
+            _write_at(self.vectors_path, first * row_bytes, block.tobytes(), durable=True)
+            # Not fsync-ed: a key lost in a crash leaves its row unkeyed (written over by the next append),
+            # while a key that reaches the disk always finds its vector there before it.
+            _write_at(self.keys_path, first * KEY_BYTES, key_bytes, durable=False)
 
     def _read_new_keys(self) -> None:
         """Bring the in-memory index up to the keys on disk (appended by this process or another)."""
@@ -227,12 +229,13 @@ def _as_key_array(keys: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)
 
 
-def _write_at(path: Path, offset: int, data: bytes) -> None:
-    """Write ``data`` at ``offset``, cut the file there, and ``fsync`` it."""
+def _write_at(path: Path, offset: int, data: bytes, *, durable: bool) -> None:
+    """Write ``data`` at ``offset`` and cut the file after it; ``durable``: ``fsync`` before returning."""
     with open(path, "r+b") as file:
         file.seek(offset)
         file.write(data)
         file.truncate()
-        file.flush()
-        os.fsync(file.fileno())
+        if durable:
+            file.flush()
+            os.fsync(file.fileno())
 
