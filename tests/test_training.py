@@ -242,10 +242,12 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     from gradir.training.validation import hold_out, lexical_neighbours
 
     nfcorpus = load_collection(shared_collection("nfcorpus"))
-    # 24 dev queries with their 3 best-graded documents each (grades 1-2): small enough to score often.
+    # 60 dev queries with their 3 best-graded documents each (grades 1-2): small enough to score often, and
+    # 18 held out, enough that a wrecked model's near-random ranking cannot match the base's by chance
+    # (with 7 held out, a bf16 run's step-4 checkpoint once scored 0.253 against the base's 0.236).
     kept: dict[str, int] = {}
     judgments = []
-    for j in sorted(from_qrels(nfcorpus, "dev", max_queries=24, seed=0), key=lambda j: (j.query_id, -j.grade, j.doc_id)):
+    for j in sorted(from_qrels(nfcorpus, "dev", max_queries=60, seed=0), key=lambda j: (j.query_id, -j.grade, j.doc_id)):
         if kept.setdefault(j.query_id, 0) < 3:
             kept[j.query_id] += 1
             judgments.append(j)
@@ -255,7 +257,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
                              validation_documents=40, validate_every=2)
     result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
     selection = result.selection
-    assert selection["validation"]["queries"] >= 2
+    assert selection["validation"]["queries"] >= 15
     assert [c["alpha"] for c in selection["interpolation"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     # Scored every 2 steps (the run ends mid-epoch at step 4); α = 1 is the best of those checkpoints.
     assert [c["step"] for c in selection["epochs"]] == [2, 4]
