@@ -78,6 +78,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--validation-documents", type=int, default=200)
     parser.add_argument("--validate-every", type=int, default=0,
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
+    parser.add_argument("--average-checkpoints", type=int, default=1,
+                        help="also score the average of the k best-scoring checkpoints as a candidate (1: off)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="training precision (bf16: bfloat16 mixed precision, for CPUs with AMX or GPUs from Ampere on)")
     parser.add_argument(
@@ -118,6 +120,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
         settings["validate_every"] = args.validate_every
     if args.precision != "fp32":  # nor --precision
         settings["precision"] = args.precision
+    if args.average_checkpoints != 1:  # nor --average-checkpoints
+        settings["average_checkpoints"] = args.average_checkpoints
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -166,7 +170,7 @@ def main() -> None:
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
                     threshold=args.threshold, validation_share=args.validation_share,
                     validation_documents=args.validation_documents, validate_every=args.validate_every,
-                    precision=args.precision,
+                    precision=args.precision, average_checkpoints=args.average_checkpoints,
                 )
                 train(judgments_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss))
             trained = json.loads((out / "training.json").read_text())
@@ -198,6 +202,8 @@ def chosen_alphas(records: list[dict]) -> str:
     def chosen(selection: dict) -> str:
         if not selection:
             return "-"
+        if selection["alpha"] > 0 and selection.get("average", {}).get("chosen"):
+            return f"{selection['alpha']:g}@avg({','.join(map(str, selection['average']['steps']))})"
         step = tuned_checkpoint(selection) if selection["alpha"] > 0 else None
         return f"{selection['alpha']:g}" + (f"@{step}" if step is not None else "")
 
@@ -253,6 +259,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *[f"--loss-option {o}" for o in args.loss_option],
          *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
          *([f"--precision {args.precision}"] if args.precision != "fp32" else []),
+         *([f"--average-checkpoints {args.average_checkpoints}"] if args.average_checkpoints != 1 else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
@@ -270,7 +277,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"{', bfloat16 mixed precision' if args.precision != 'fp32' else ''}), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
         f"choosing among base, tuned and their interpolations"
-        f"{f' (tuned: the best of the checkpoints scored every {args.validate_every} steps; α@step in the table)' if args.validate_every else ''}.  \n"
+        f"{f' (tuned: the best of the checkpoints scored every {args.validate_every} steps; α@step in the table)' if args.validate_every else ''}"
+        f"{f'; the average of the {args.average_checkpoints} best-scoring checkpoints a candidate too (α@avg(steps) where it won)' if args.average_checkpoints > 1 else ''}.  \n"
         f"{timing}",
         table,
         machine=args.measured_on,

@@ -336,8 +336,46 @@ def test_checkpoints_are_scored_reading_as_many_tokens_as_the_base_and_the_outpu
     path = tmp_path / "judgments.jsonl"
     write_judgments(path, judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0))
     settings = TrainSettings(max_steps=2, batch_size=4, list_size=2, learning_rate=0.0, max_seq_length=16,
-                             validation_share=0.5, validation_documents=60, validate_every=1)
+                             validation_share=0.5, validation_documents=60, validate_every=1, average_checkpoints=2)
     selection = train(path, nfcorpus, "bixse", tmp_path / "m", settings=settings).selection
     assert [c["step"] for c in selection["epochs"]] == [1, 2]
     for checkpoint in selection["epochs"]:
         assert checkpoint["ndcg@10"] == pytest.approx(selection["base"], abs=1e-6)
+    # The average of the two (identical) checkpoints is scored too; it does not beat them, so it is not chosen.
+    assert selection["average"]["steps"] == [1, 2] and not selection["average"]["chosen"]
+    assert selection["average"]["ndcg@10"] == pytest.approx(selection["base"], abs=1e-6)
+    assert "| average of steps 1, 2 |  |" in (tmp_path / "m" / "README.md").read_text()  # on the model card
+
+
+def test_the_average_of_the_best_checkpoints_is_chosen_when_it_scores_higher() -> None:
+    """Two checkpoints θ₀ ± δ, each hurt by the noise δ: their average is θ₀ again and must win.
+
+    Real model, real held-out NFCorpus queries; the checkpoints are made by hand so that the
+    average's advantage is known without training.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    from gradir.models import default_model_path
+    from gradir.training.selection import EpochScores, Selection, choose, snapshot
+    from gradir.training.validation import hold_out
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    _, validation = hold_out(judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0), nfcorpus.documents,
+                             share=0.5, threshold=1, seed=0, max_documents=60)
+    model = SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True)
+    base = snapshot(model)
+    generator = torch.Generator().manual_seed(0)
+    noise = {name: 0.05 * torch.randn(value.shape, generator=generator) if value.is_floating_point() else None
+             for name, value in base.items()}
+    selection = Selection(validation.describe(), validation.score(model))
+    scores = EpochScores(model, validation, selection, keep=2)
+    for step, sign in ((1, 1.0), (2, -1.0)):
+        model.load_state_dict({n: v + sign * noise[n] if noise[n] is not None else v for n, v in base.items()})
+        scores.score(epoch=step / 2, step=step)
+    assert max(c["ndcg@10"] for c in selection.epochs) < selection.base  # each perturbed checkpoint is worse
+    choose(model, base, scores, alphas=(0.0, 0.5, 1.0))
+    assert selection.average["steps"] == [1, 2] and selection.average["chosen"]
+    assert selection.average["ndcg@10"] == pytest.approx(selection.base, abs=1e-4)
+    # The interpolations start from the average (θ₀ itself here), so every α scores the base's figure.
+    assert [c["ndcg@10"] for c in selection.interpolation] == pytest.approx([selection.base] * 3, abs=1e-4)
+    assert selection.score == pytest.approx(selection.base, abs=1e-4)

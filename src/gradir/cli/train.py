@@ -84,6 +84,8 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
                   help="Documents the validation queries search (all judged ones included)."),
     _train_option("validate_every", int, "--validate-every", min=0,
                   help="Also score the model on the validation queries every this many steps (0: epoch ends only)."),
+    _train_option("average_checkpoints", int, "--average-checkpoints", min=1,
+                  help="Also score the average of the k best-scoring checkpoints as a candidate (1: off)."),
     option("query_groups", Optional[Path], "--query-groups", default=None,
            help="JSON object: query id -> group (e.g. source passage); a group is held out whole."),
     option("documents", Optional[Path], "--documents", default=None,
@@ -111,7 +113,7 @@ def train_command(o: Options) -> None:
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
             validation_share=o.validation_share, validation_documents=o.validation_documents,
-            validate_every=o.validate_every, precision=o.precision,
+            validate_every=o.validate_every, precision=o.precision, average_checkpoints=o.average_checkpoints,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:

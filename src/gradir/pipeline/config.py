@@ -19,6 +19,7 @@ from gradir.errors import GradirError
 from gradir.precision import TrainingPrecision
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
+    DEFAULT_AVERAGE_CHECKPOINTS,
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
@@ -227,6 +228,10 @@ class TrainSection(Section):
         DEFAULT_VALIDATE_EVERY, ge=0,
         description="also score the model on the validation queries every this many steps (a candidate for the output); 0: epoch ends only",
     )
+    average_checkpoints: int = Field(
+        DEFAULT_AVERAGE_CHECKPOINTS, ge=1,
+        description="also score the average of the k best-scoring checkpoints (a candidate for the output); 1: off",
+    )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
     precision: TrainingPrecision = Field(
         DEFAULT_TRAINING_PRECISION,
@@ -239,7 +244,7 @@ class TrainSection(Section):
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
         # Runs made before `precision` existed trained in fp32.
-        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32"}, exclude=frozenset({"launcher", "save_steps"}))
+        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32", "average_checkpoints": 1}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
@@ -255,6 +260,7 @@ class TrainSection(Section):
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
             validation_share=self.validation_share, validation_documents=self.validation_documents,
             validate_every=self.validate_every, precision=self.precision,
+            average_checkpoints=self.average_checkpoints,
         )
 
 

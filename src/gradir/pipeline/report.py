@@ -280,11 +280,14 @@ VALIDATION_HEADER = ["model", "weights", "validation nDCG@10"]
 def _validation_rows(selection: dict[str, Any]) -> list[list[str]]:
     """The base, each epoch and each interpolation on the held-out synthetic queries."""
     rows = [["base", "θ_base", f"{selection['base']:.4f}"]]
-    from gradir.training.selection import tuned_checkpoint
+    from gradir.training.selection import average_row, tuned_checkpoint
 
     tuned = tuned_checkpoint(selection)
     rows += [[f"epoch {c['epoch']:g}", f"step {c['step']}" + (" (θ_tuned)" if c["step"] == tuned else ""),
               f"{c['ndcg@10']:.4f}"] for c in selection["epochs"]]
+    if (averaged := average_row(selection)) is not None:
+        label, weights, score = averaged
+        rows.append([label, f"({weights})" if weights else "", f"{score:.4f}"])
     rows += [["interpolation", f"α = {c['alpha']:g}", f"{c['ndcg@10']:.4f}"] for c in selection["interpolation"]]
     return rows
 

@@ -11,6 +11,15 @@ FlagEmbedding's LM-Cocktail):
 
 The α with the highest validation nDCG@10 wins; a tie goes to the smaller α (closer to
 the base). When α = 0 wins the output is the base model and the run says so.
+
+With ``average_checkpoints`` k ≥ 2 (``EpochScores(keep=k)``), θ₁ may also be the uniform average of the k best-scoring
+checkpoints of the run (a soup of one trajectory: Izmailov et al., "Averaging Weights Leads
+to Wider Optima and Better Generalization", UAI 2018; Wortsman et al., "Model soups",
+ICML 2022), when it scores higher on the validation set than the best single checkpoint:
+
+    θ̄ = 1/k Σ_{c ∈ top-k} θ_c
+
+It costs one more validation score and k copies of the weights in memory.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class Selection:
     interpolation: list[dict[str, float]] = field(default_factory=list)  # {"alpha", "ndcg@10"}
     chosen_epoch: float | None = None
     chosen_step: int | None = None  # the checkpoint interpolated with the base (the best-scoring one)
+    average: dict[str, Any] = field(default_factory=dict)  # {"steps", "ndcg@10", "chosen"}: the top-k soup, when scored
     alpha: float = 1.0
     score: float = 0.0
 
@@ -60,18 +70,41 @@ class Selection:
         if self.output == "base":
             return (f"validation: the base model scored best (nDCG@10 {self.base:.4f}; tuned {tuned:.4f}); "
                     "the output is the base model, unchanged")
-        return (f"validation: nDCG@10 base {self.base:.4f}, tuned {tuned:.4f}, chosen α = {self.alpha:g} "
+        soup = (f", average of steps {', '.join(map(str, self.average['steps']))} {self.average['ndcg@10']:.4f}"
+                f"{' (interpolated from)' if self.average['chosen'] else ''}" if self.average else "")
+        return (f"validation: nDCG@10 base {self.base:.4f}, tuned {tuned:.4f}{soup}, chosen α = {self.alpha:g} "
                 f"({self.output}) {self.score:.4f}")
 
 
+def average(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The uniform mean of several state dicts (floating-point tensors; others from the first)."""
+    first = states[0]
+    return {
+        name: (sum(state[name] for state in states) / len(states)) if value.is_floating_point() else value
+        for name, value in first.items()
+    }
+
+
 def tuned_checkpoint(selection: dict[str, Any]) -> int | None:
-    """The step of the checkpoint the interpolations start from, when more than one was scored (else None)."""
+    """The step of the checkpoint the interpolations start from, when more than one was scored and
+    no average of checkpoints replaced it (else None)."""
+    if selection.get("average", {}).get("chosen"):
+        return None
     return selection.get("chosen_step") if len(selection.get("epochs", [])) > 1 else None
+
+
+def average_row(selection: dict[str, Any]) -> tuple[str, str, float] | None:
+    """(label, weights, nDCG@10) of the scored average of checkpoints, for the model card and the report."""
+    scored = selection.get("average")
+    if not scored:
+        return None
+    return (f"average of steps {', '.join(map(str, scored['steps']))}", "θ_tuned" if scored["chosen"] else "",
+            scored["ndcg@10"])
 
 
 class EpochScores:
     """Scores the model at the end of each epoch (and every ``every`` steps; 0: epochs only) and
-    keeps a copy of the best one's weights.
+    keeps a copy of the weights of the ``keep`` best-scoring ones (at least the best).
 
     ``output_limit``: the token limit the output model keeps. A run may train under a lower
     limit (``max_seq_length``); each checkpoint is scored under the output's limit, as the
@@ -80,12 +113,19 @@ class EpochScores:
     """
 
     def __init__(self, model, validation: ValidationSet, selection: Selection, every: int = 0,
-                 output_limit: int | None = None):
+                 output_limit: int | None = None, keep: int = 1):
         self.model, self.validation, self.selection = model, validation, selection
-        self.every, self.output_limit = every, output_limit
-        self.best_state: dict[str, Any] | None = None
-        self.best_score = float("-inf")
+        self.every, self.output_limit, self.keep = every, output_limit, max(1, keep)
+        self.kept: list[tuple[float, int, dict[str, Any]]] = []  # (score, step, weights), best first
         self.scored_steps: set[int] = set()
+
+    @property
+    def best_state(self) -> dict[str, Any] | None:
+        return self.kept[0][2] if self.kept else None
+
+    @property
+    def best_score(self) -> float:
+        return self.kept[0][0] if self.kept else float("-inf")
 
     def score(self, epoch: float, step: int) -> None:
         if step in self.scored_steps:
@@ -95,8 +135,11 @@ class EpochScores:
             value = self.validation.score(self.model)
         self.selection.epochs.append({"epoch": round(epoch, 3), "step": step, "ndcg@10": value})
         if value > self.best_score:
-            self.best_score, self.best_state = value, snapshot(self.model)
             self.selection.chosen_epoch, self.selection.chosen_step = round(epoch, 3), step
+        if len(self.kept) < self.keep or value > self.kept[-1][0]:
+            self.kept.append((value, step, snapshot(self.model)))
+            self.kept.sort(key=lambda kept: -kept[0])  # stable: an earlier checkpoint keeps its place in a tie
+            del self.kept[self.keep:]
 
     def callback(self):
         from transformers import TrainerCallback
@@ -115,10 +158,20 @@ class EpochScores:
 
 
 def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple[float, ...]) -> Selection:
-    """Score the interpolations between the base and the best checkpoint, load the winner into ``model``."""
+    """Score the interpolations between the base and the best checkpoint (or the average of the
+    kept ones, when it scores higher), load the winner into ``model``."""
     selection = epochs.selection
     tuned_state = epochs.best_state if epochs.best_state is not None else snapshot(model)
-    curve = {0.0: selection.base, 1.0: epochs.best_score if epochs.best_state is not None else None}
+    tuned_score = epochs.best_score if epochs.best_state is not None else None
+    if len(epochs.kept) >= 2:
+        soup = average([state for _, _, state in epochs.kept])
+        model.load_state_dict(soup)
+        soup_score = epochs.validation.score(model)
+        chosen = soup_score > epochs.best_score
+        selection.average = {"steps": sorted(step for _, step, _ in epochs.kept), "ndcg@10": soup_score, "chosen": chosen}
+        if chosen:
+            tuned_state, tuned_score = soup, soup_score
+    curve = {0.0: selection.base, 1.0: tuned_score}
     for alpha in sorted({0.0, 1.0, *alphas}):
         if curve.get(alpha) is None:
             model.load_state_dict(interpolate(base_state, tuned_state, alpha))

@@ -43,10 +43,11 @@ from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path, token_limit
 from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
-from gradir.training.selection import EpochScores, Selection, choose, snapshot, tuned_checkpoint
+from gradir.training.selection import EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint
 from gradir.training.validation import hold_out, lexical_neighbours
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
+    DEFAULT_AVERAGE_CHECKPOINTS,
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
@@ -81,6 +82,7 @@ class TrainSettings:
     validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
     validate_every: int = DEFAULT_VALIDATE_EVERY  # also score the model every this many steps; 0: epoch ends only
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
+    average_checkpoints: int = DEFAULT_AVERAGE_CHECKPOINTS  # k best checkpoints averaged as a candidate; 1: off
     precision: str = DEFAULT_TRAINING_PRECISION  # auto | fp32 | bf16 (mixed precision; see gradir.precision)
 
     def write(self, path: Path) -> Path:
@@ -329,7 +331,8 @@ def train(
     if validation is not None:
         base_state = snapshot(student)
         selection = Selection(validation.describe(), validation.score(student))
-        epochs = EpochScores(student, validation, selection, every=settings.validate_every, output_limit=model_limit)
+        epochs = EpochScores(student, validation, selection, every=settings.validate_every, output_limit=model_limit,
+                             keep=settings.average_checkpoints)
     trained_loss = CachedLoss(loss_module, settings.mini_batch_size) if settings.mini_batch_size else loss_module
     with token_limit(student, settings.max_seq_length or None):
         args = SentenceTransformerTrainingArguments(
@@ -461,6 +464,8 @@ def _selection_section(selection: dict[str, Any]) -> str:
     tuned = tuned_checkpoint(selection)
     rows += [f"| epoch {e['epoch']:g} (step {e['step']}) | {'θ_tuned' if e['step'] == tuned else ''} | {e['ndcg@10']:.4f} |"
              for e in selection["epochs"]]
+    if (averaged := average_row(selection)) is not None:
+        rows.append(f"| {averaged[0]} | {averaged[1]} | {averaged[2]:.4f} |")
     rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
     return (
         f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} groups, "
