@@ -45,7 +45,7 @@ def changed_settings(first: Path, second: Path) -> dict[str, tuple]:
     """{setting: (A's value, B's value)} for the settings the two folders' recipes differ in (at least one)."""
     a = json.loads((first / "settings.json").read_text())
     b = json.loads((second / "settings.json").read_text())
-    changed = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    changed = {k: (a.get(k, "unset"), b.get(k, "unset")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
     if not changed:
         raise SystemExit(f"{first} and {second} hold the same recipe: nothing to compare")
     return changed
@@ -74,8 +74,8 @@ def paired_runs(first: Path, second: Path) -> list[tuple[str, dict, dict, dict, 
 def render_table(pairs: list[tuple[str, dict, dict, dict, dict]]) -> str:
     lines = [
         "| run | checkpoints | validation gap, mean (largest) | interpolation gap, mean (largest) | chosen A → B "
-        "| test nDCG@10 A → B | test gap | p (rand.) | training s A → B |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| average of checkpoints A; B (validation) | test nDCG@10 A → B | test gap | p (rand.) | training s A → B |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     all_gaps, ratios, test_gaps = [], [], []
     for run, first, second, first_test, second_test in pairs:
@@ -90,6 +90,7 @@ def render_table(pairs: list[tuple[str, dict, dict, dict, dict]]) -> str:
         lines.append(
             f"| {run} | {len(checkpoint_gaps)} | {describe(checkpoint_gaps)} | {describe(interpolation_gaps)} "
             f"| {chosen(first['selection'])} → {chosen(second['selection'])} "
+            f"| {averaged(first['selection'])}; {averaged(second['selection'])} "
             f"| {first_test['metrics']['ndcg@10'] * 100:.2f} → {second_test['metrics']['ndcg@10'] * 100:.2f} "
             f"| {test.delta * 100:+.2f} | {test.p_randomization:.3f} | {first['seconds']:.0f} → {second['seconds']:.0f} |"
         )
@@ -102,6 +103,15 @@ def render_table(pairs: list[tuple[str, dict, dict, dict, dict]]) -> str:
 
 def describe(gaps: list[float]) -> str:
     return f"{statistics.fmean(gaps) * 100:+.2f} ({max(gaps, key=abs) * 100:+.2f})" if gaps else "-"
+
+
+def averaged(selection: dict) -> str:
+    """The scored average of the best checkpoints: its steps, its validation nDCG@10 and whether it was chosen."""
+    scored = selection.get("average")
+    if not scored:
+        return "-"
+    return (f"avg({','.join(map(str, scored['steps']))}) {scored['ndcg@10'] * 100:.2f}"
+            f"{' chosen' if scored['chosen'] else ' not chosen'}")
 
 
 def chosen(selection: dict) -> str:
