@@ -12,10 +12,11 @@ FlagEmbedding's LM-Cocktail):
 The α with the highest validation nDCG@10 wins; a tie goes to the smaller α (closer to
 the base). When α = 0 wins the output is the base model and the run says so.
 
-With ``average_checkpoints`` k ≥ 2 (``EpochScores(keep=k)``), θ₁ may also be the uniform average of the k best-scoring
-checkpoints of the run (a soup of one trajectory: Izmailov et al., "Averaging Weights Leads
-to Wider Optima and Better Generalization", UAI 2018; Wortsman et al., "Model soups",
-ICML 2022), when it scores higher on the validation set than the best single checkpoint:
+With ``average_checkpoints`` k ≥ 2 (``EpochScores(keep=k)``), θ₁ may also be the uniform
+average of the k best-scoring checkpoints of the run (a soup of one trajectory: Izmailov
+et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018;
+Wortsman et al., "Model soups", ICML 2022), when it scores higher on the validation set
+than the best single checkpoint:
 
     θ̄ = 1/k Σ_{c ∈ top-k} θ_c
 
