@@ -251,7 +251,9 @@ def render_table(base: dict, runs: dict[str, list[dict]], args: argparse.Namespa
 
 def record(table: str, args: argparse.Namespace, minutes: float, median_train: float) -> None:
     command = "python benchmarks/losses_nfcorpus.py " + " ".join(
-        [f"--seeds {' '.join(map(str, args.seeds))}", f"--steps {args.steps}", f"--batch-size {args.batch_size}",
+        [f"--seeds {' '.join(map(str, args.seeds))}",
+         *([f"--losses {' '.join(args.losses)}"] if args.losses != list(LOSSES) else []),
+         f"--steps {args.steps}", f"--batch-size {args.batch_size}",
          f"--list-size {args.list_size}", f"--learning-rate {args.learning_rate}",
          f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}",
          f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}", f"--threshold {args.threshold}",
@@ -263,7 +265,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
-        command += f" --work {os.path.relpath(args.work.resolve(), ROOT)}"
+        command += f" --work {os.path.relpath(os.path.abspath(args.work), ROOT)}"  # as given: a linked folder keeps its name
     timing = f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s)."
     if args.measured_on:
         timing = (f"Time: the runs were made on the machine above by benchmarks/device/run.sh (median training run "
