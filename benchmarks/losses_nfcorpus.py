@@ -46,7 +46,7 @@ from gradir.evaluation.compare import compare_per_query  # noqa: E402
 from gradir.grading.judgments import judgments_from_qrels, write_judgments  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
-from gradir.training.selection import tuned_checkpoint  # noqa: E402
+from gradir.training.selection import tuned_source  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,10 +202,8 @@ def chosen_alphas(records: list[dict]) -> str:
     def chosen(selection: dict) -> str:
         if not selection:
             return "-"
-        if selection["alpha"] > 0 and selection.get("average", {}).get("chosen"):
-            return f"{selection['alpha']:g}@avg({','.join(map(str, selection['average']['steps']))})"
-        step = tuned_checkpoint(selection) if selection["alpha"] > 0 else None
-        return f"{selection['alpha']:g}" + (f"@{step}" if step is not None else "")
+        source = tuned_source(selection) if selection["alpha"] > 0 else None
+        return f"{selection['alpha']:g}" + (f"@{source}" if source else "")
 
     return " ".join(chosen(r["selection"]) for r in records)
 

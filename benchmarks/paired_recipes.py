@@ -28,6 +28,7 @@ import statistics
 from pathlib import Path
 
 from gradir.evaluation.compare import compare_per_query
+from gradir.training.selection import tuned_source
 from results_file import append_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,12 +116,11 @@ def averaged(selection: dict) -> str:
 
 
 def chosen(selection: dict) -> str:
-    """base, α@step, or α@avg(steps) when the average of the kept checkpoints was interpolated."""
+    """base, or α with what it interpolates: the checkpoint's step or avg(steps) (selection.tuned_source)."""
     if selection.get("output") == "base":
         return "base"
-    averaged = selection.get("average", {})
-    source = f"avg({','.join(map(str, averaged['steps']))})" if averaged.get("chosen") else selection.get("chosen_step")
-    return f"α {selection['alpha']:g}@{source}"
+    source = tuned_source(selection)
+    return f"α {selection['alpha']:g}" + (f"@{source}" if source else "")
 
 
 def main() -> None:

@@ -94,6 +94,16 @@ def tuned_checkpoint(selection: dict[str, Any]) -> int | None:
     return selection.get("chosen_step") if len(selection.get("epochs", [])) > 1 else None
 
 
+def tuned_source(selection: dict[str, Any]) -> str | None:
+    """What the interpolations start from, as tables name it: ``avg(steps)`` when the average of
+    checkpoints was chosen, the checkpoint's step when more than one was scored, else None."""
+    averaged = selection.get("average", {})
+    if averaged.get("chosen"):
+        return f"avg({','.join(map(str, averaged['steps']))})"
+    step = tuned_checkpoint(selection)
+    return None if step is None else str(step)
+
+
 def average_row(selection: dict[str, Any]) -> tuple[str, str, float] | None:
     """(label, weights, nDCG@10) of the scored average of checkpoints, for the model card and the report."""
     scored = selection.get("average")
