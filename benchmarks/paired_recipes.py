@@ -28,7 +28,7 @@ import statistics
 from pathlib import Path
 
 from gradir.evaluation.compare import compare_per_query
-from gradir.training.selection import tuned_source
+from gradir.training.selection import average_label, tuned_source
 from results_file import append_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def averaged(selection: dict) -> str:
     scored = selection.get("average")
     if not scored:
         return "-"
-    return (f"avg({','.join(map(str, scored['steps']))}) {scored['ndcg@10'] * 100:.2f}"
+    return (f"{average_label(scored['steps'])} {scored['ndcg@10'] * 100:.2f}"
             f"{' chosen' if scored['chosen'] else ' not chosen'}")
 
 

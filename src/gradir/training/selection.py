@@ -94,12 +94,17 @@ def tuned_checkpoint(selection: dict[str, Any]) -> int | None:
     return selection.get("chosen_step") if len(selection.get("epochs", [])) > 1 else None
 
 
+def average_label(steps: list[int]) -> str:
+    """How tables name an average of checkpoints: ``avg(180,210,300)``."""
+    return f"avg({','.join(map(str, steps))})"
+
+
 def tuned_source(selection: dict[str, Any]) -> str | None:
     """What the interpolations start from, as tables name it: ``avg(steps)`` when the average of
     checkpoints was chosen, the checkpoint's step when more than one was scored, else None."""
     averaged = selection.get("average", {})
     if averaged.get("chosen"):
-        return f"avg({','.join(map(str, averaged['steps']))})"
+        return average_label(averaged["steps"])
     step = tuned_checkpoint(selection)
     return None if step is None else str(step)
 
