@@ -75,7 +75,6 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--threshold", type=int, default=1, help="lowest grade that is a positive (NFCorpus: 1-2)")
     parser.add_argument("--validation-share", type=float, default=0.2, help="dev queries held out for selection (0: off)")
-    parser.add_argument("--validation-documents", type=int, default=200)
     parser.add_argument("--validate-every", type=int, default=0,
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
     parser.add_argument("--average-checkpoints", type=int, default=1,
@@ -101,7 +100,7 @@ def parse_arguments() -> argparse.Namespace:
 
 
 SETTINGS = ("steps", "batch_size", "list_size", "learning_rate", "max_seq_length", "negatives", "negatives_from",
-            "threshold", "validation_share", "validation_documents", "loss_option")
+            "threshold", "validation_share", "loss_option")
 
 
 def loss_options(args: argparse.Namespace, loss: str) -> dict:
@@ -113,7 +112,9 @@ def loss_options(args: argparse.Namespace, loss: str) -> dict:
 def check_work_settings(args: argparse.Namespace) -> None:
     """Tie ``--work`` to one recipe: finished runs made with other settings are never mixed in."""
     args.work.mkdir(parents=True, exist_ok=True)
-    settings = {name: getattr(args, name) for name in SETTINGS}
+    # Runs stored before validation ranked each query's judged documents (condensed lists) searched
+    # up to --validation-documents of the corpus: another selection, so another recipe.
+    settings = {name: getattr(args, name) for name in SETTINGS} | {"validation": "condensed"}
     if args.splits != ["dev"]:  # recipes stored before --splits existed trained on dev alone
         settings["splits"] = args.splits
     if args.validate_every:  # nor had they --validate-every
@@ -169,7 +170,7 @@ def main() -> None:
                     max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
                     threshold=args.threshold, validation_share=args.validation_share,
-                    validation_documents=args.validation_documents, validate_every=args.validate_every,
+                    validate_every=args.validate_every,
                     precision=args.precision, average_checkpoints=args.average_checkpoints,
                 )
                 train(judgments_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss))
@@ -255,7 +256,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          f"--list-size {args.list_size}", f"--learning-rate {args.learning_rate}",
          f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}",
          f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}", f"--threshold {args.threshold}",
-         f"--validation-share {args.validation_share}", f"--validation-documents {args.validation_documents}",
+         f"--validation-share {args.validation_share}",
          *[f"--loss-option {o}" for o in args.loss_option],
          *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
          *([f"--precision {args.precision}"] if args.precision != "fp32" else []),

@@ -28,7 +28,7 @@ plan). Then the same run again with nothing changed (every stage skipped). Besid
 "plain": the encode-and-search part done directly with sentence-transformers and FAISS
 (encode the collection, exact inner-product search for the 300 queries), in its own
 child process, measured the same way, at the same batch size. Last, the collection's BM25
-index (what training's validation searches for distractors) built from scratch by gradir,
+index (mining scores each candidate with it for the grader) built from scratch by gradir,
 beside it by bm25s' own ``tokenize`` + ``index``, and then loaded as the run saved it in
 its cache, each in a child process (``--bm25-only``: these rows alone; ``--no-bm25-rows``:
 leave them out).
@@ -317,7 +317,7 @@ BM25_PARTS = {
 
 
 def bm25_rows(size: int, work: Path) -> list[dict]:
-    """The collection's BM25 index built by gradir (as training's validation does the first time) and, beside
+    """The collection's BM25 index built by gradir (as mining does the first time) and, beside
     it, by bm25s' own tokenize + index; then loaded as the run saved it (when the run has)."""
     collection, cache = build_collection(work, size), work / f"run-{size}" / "cache"
     rows = []

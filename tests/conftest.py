@@ -103,7 +103,6 @@ max_steps = 4
 batch_size = 2
 list_size = 2
 save_steps = 2
-validation_documents = 10
 """
 
 

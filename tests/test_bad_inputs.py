@@ -19,6 +19,7 @@ from gradir.cli import main
 
 CONFIG_CASES = [
     ("unknown_key.toml", "unknown_key.toml:6: train.bogus: unknown key"),
+    ("retired_key.toml", "retired_key.toml:6: train.validation_documents: no longer used (validation ranks each held-out"),
     ("unknown_section.toml", "unknown_section.toml:4: trian: unknown key"),
     ("section_not_a_table.toml", "section_not_a_table.toml:1: train: Input should be a valid dictionary"),
     ("wrong_type.toml", "wrong_type.toml:5: generate.passages: Input should be a valid integer"),

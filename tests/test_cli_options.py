@@ -27,7 +27,7 @@ def test_config_key_options_default_to_the_config_sections() -> None:
     for option_name, field in [("epochs", "epochs"), ("max_steps", "max_steps"), ("batch_size", "batch_size"),
                                ("lr", "learning_rate"), ("list_size", "list_size"), ("threshold", "threshold"),
                                ("loss_lr", "loss_learning_rate"), ("validation_share", "validation_share"),
-                               ("validation_documents", "validation_documents"), ("save_steps", "save_steps"),
+                               ("save_steps", "save_steps"),
                                ("validate_every", "validate_every"), ("precision", "precision")]:
         assert train[option_name] == TrainSection.model_fields[field].default, option_name
     grade = _defaults(_command("grade"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -239,22 +241,27 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     from gradir.grading.judgments import judgments_from_qrels as from_qrels
     from gradir.models import default_model_path
     from gradir.training import TrainSettings, train
-    from gradir.training.validation import hold_out, lexical_neighbours
+    from gradir.training.validation import hold_out
 
     nfcorpus = load_collection(shared_collection("nfcorpus"))
-    # 60 dev queries with their 3 best-graded documents each (grades 1-2): small enough to score often, and
-    # 18 held out, enough that a wrecked model's near-random ranking cannot match the base's by chance
-    # (with 7 held out, a bf16 run's step-4 checkpoint once scored 0.253 against the base's 0.236).
+    # 60 dev queries with their 3 best-graded documents each (grades 1-2) and 3 seeded random documents
+    # judged 0: small enough to score often, and 18 held out, enough that a wrecked model's near-random
+    # ranking of its 6 judged documents cannot match the base's by chance.
     kept: dict[str, int] = {}
     judgments = []
+    corpus_ids = sorted(nfcorpus.documents)
+    pick = random.Random(0)
     for j in sorted(from_qrels(nfcorpus, "dev", max_queries=60, seed=0), key=lambda j: (j.query_id, -j.grade, j.doc_id)):
         if kept.setdefault(j.query_id, 0) < 3:
             kept[j.query_id] += 1
             judgments.append(j)
+            graded = set(nfcorpus.qrels("dev")[j.query_id])
+            unrelated = next(d for d in iter(lambda: pick.choice(corpus_ids), None) if d not in graded)
+            judgments.append(replace(j, doc_id=unrelated, grade=0, p_relevant=0.0))
     path = tmp_path / "judgments.jsonl"
     write_judgments(path, judgments)
     settings = TrainSettings(max_steps=4, batch_size=8, list_size=2, learning_rate=0.3, validation_share=0.3,
-                             validation_documents=40, validate_every=2)
+                             validate_every=2)
     result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
     selection = result.selection
     assert selection["validation"]["queries"] >= 15
@@ -266,8 +273,7 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert tuned < selection["base"]  # the wrecked model is worse on the held-out queries...
     assert selection["output"] != "tuned" and selection["score"] >= selection["base"]  # ...and is not handed back
     # The saved model is the chosen one: scored again on the same held-out queries it gives the same figure.
-    _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=1, seed=0,
-                             max_documents=40, distractors=lexical_neighbours(nfcorpus.documents))
+    _, validation = hold_out(read_judgments(path), nfcorpus.documents, share=0.3, threshold=1, seed=0)
     saved = SentenceTransformer(str(tmp_path / "m"), local_files_only=True)
     assert validation.score(saved) == pytest.approx(selection["score"], abs=1e-4)
     if selection["output"] == "base":
@@ -280,24 +286,32 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert f"(step {selection['chosen_step']}) | θ_tuned |" in card  # the checkpoint the interpolations start from
 
 
-def test_validation_searches_the_held_out_queries_bm25_neighbours_before_random_ones(tmp_path: Path) -> None:
-    """Above max_documents the haystack is the judged documents, then BM25's nearest, then a sample."""
-    from gradir.grading.judgments import Judgment
-    from gradir.training.validation import hold_out, lexical_neighbours
+def test_validation_ranks_each_held_out_query_s_judged_documents_only(tmp_path: Path) -> None:
+    """The score is nDCG@10 of the condensed list: the model's ranking of the whole corpus with the
+    documents a query has no judgment for removed (computed here through the evaluation's own search)."""
+    from sentence_transformers import SentenceTransformer
 
-    collection = load_collection(TINY)
-    # one query per group, each judged only on its own document: "vitamin d" on d1, "statins" on d5
-    judgments = [Judgment("a", "does vitamin d help bones", "d1", 3, 1.0, "test", 3.0),
-                 Judgment("b", "statins cholesterol risk", "d5", 3, 1.0, "test", 3.0)]
-    found = lexical_neighbours(collection.documents, per_query=2)
-    _, validation = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2, distractors=found)
-    (held, text), = validation.queries.items()
-    judged = set(validation.qrels[held])
-    nearest = [d for d in found({held: text}) if d not in judged]
-    assert len(nearest) == 1 and set(validation.documents) == judged | set(nearest)
-    # without distractors the same budget is filled at random (seeded): here with another document
-    _, plain = hold_out(judgments, collection.documents, share=0.5, seed=0, max_documents=2)
-    assert set(plain.queries) == {held} and judged < set(plain.documents) != set(validation.documents)
+    from gradir.evaluation.metrics import score_run
+    from gradir.models import default_model_path
+    from gradir.retrieval.encoding import Encoder
+    from gradir.retrieval.search import search
+    from gradir.training.validation import hold_out
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    judgments = judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0)
+    _, validation = hold_out(judgments, nfcorpus.documents, share=0.5, threshold=1, seed=0)
+    judged = {d for docs in validation.qrels.values() for d in docs}
+    assert set(validation.documents) == judged  # nothing else is encoded, whatever the corpus size
+    # the judged documents among 300 others: a corpus with unjudged documents, small enough to encode quickly
+    corpus = {d: nfcorpus.documents[d] for d in sorted(judged | set(sorted(nfcorpus.documents)[:300]))}
+    queries = {q: nfcorpus.queries[q] for q in validation.queries}
+    ranked = search(corpus, queries, "dense", encoder=Encoder(None, cache_dir=tmp_path), top_k=len(corpus))
+    condensed = {q: {d: s for d, s in ranked[q].items() if d in validation.qrels[q]} for q in queries}
+    unjudged_as_misses = score_run(validation.qrels, ranked)[0]["ndcg@10"]
+    expected = score_run(validation.qrels, condensed)[0]["ndcg@10"]
+    model = SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True)
+    assert validation.score(model) == pytest.approx(expected, abs=1e-4)
+    assert expected > unjudged_as_misses  # the corpus holds unjudged documents the base ranks in its top 10
 
 
 def test_a_static_embedding_student_trains_with_a_token_limit_set(tmp_path: Path) -> None:
@@ -336,7 +350,7 @@ def test_checkpoints_are_scored_reading_as_many_tokens_as_the_base_and_the_outpu
     path = tmp_path / "judgments.jsonl"
     write_judgments(path, judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0))
     settings = TrainSettings(max_steps=2, batch_size=4, list_size=2, learning_rate=0.0, max_seq_length=16,
-                             validation_share=0.5, validation_documents=60, validate_every=1, average_checkpoints=2)
+                             validation_share=0.5, validate_every=1, average_checkpoints=2)
     selection = train(path, nfcorpus, "bixse", tmp_path / "m", settings=settings).selection
     assert [c["step"] for c in selection["epochs"]] == [1, 2]
     for checkpoint in selection["epochs"]:
@@ -361,7 +375,7 @@ def test_the_average_of_the_best_checkpoints_is_chosen_when_it_scores_higher() -
 
     nfcorpus = load_collection(shared_collection("nfcorpus"))
     _, validation = hold_out(judgments_from_qrels(nfcorpus, "dev", max_queries=12, seed=0), nfcorpus.documents,
-                             share=0.5, threshold=1, seed=0, max_documents=60)
+                             share=0.5, threshold=1, seed=0)
     model = SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True)
     base = snapshot(model)
     generator = torch.Generator().manual_seed(0)

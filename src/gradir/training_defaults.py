@@ -5,7 +5,6 @@
 DEFAULT_THRESHOLD = 0
 DEFAULT_LOSS_LEARNING_RATE = 0.05  # the loss's own parameters: BiXSE's scale and bias, MarginMSE's scale
 DEFAULT_VALIDATION_SHARE = 0.2  # of the query groups held out to choose the output model; 0: none
-DEFAULT_VALIDATION_DOCUMENTS = 200  # documents the validation queries search (all judged ones included)
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT grid between the base (0) and the tuned model (1)
 DEFAULT_VALIDATE_EVERY = 0  # also score the model on the validation set every this many steps; 0: epoch ends only
 DEFAULT_AVERAGE_CHECKPOINTS = 1  # average the k best-scoring checkpoints as a candidate; 1: the best alone

@@ -80,8 +80,6 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
                   help="Learning rate of the loss's own parameters (BiXSE scale and bias)."),
     _train_option("validation_share", float, "--validation-share", min=0.0, max=0.9,
                   help="Share of the query groups held out to choose among base, epochs and interpolations (0: none)."),
-    _train_option("validation_documents", int, "--validation-documents", min=10,
-                  help="Documents the validation queries search (all judged ones included)."),
     _train_option("validate_every", int, "--validate-every", min=0,
                   help="Also score the model on the validation queries every this many steps (0: epoch ends only)."),
     _train_option("average_checkpoints", int, "--average-checkpoints", min=1,
@@ -112,8 +110,7 @@ def train_command(o: Options) -> None:
             loss=o.loss, epochs=o.epochs, max_steps=o.max_steps, batch_size=o.batch_size, learning_rate=o.lr,
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
-            validation_share=o.validation_share, validation_documents=o.validation_documents,
-            validate_every=o.validate_every, precision=o.precision, average_checkpoints=o.average_checkpoints,
+            validation_share=o.validation_share, validate_every=o.validate_every, precision=o.precision, average_checkpoints=o.average_checkpoints,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:

@@ -24,7 +24,6 @@ from gradir.training_defaults import (
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
     DEFAULT_VALIDATE_EVERY,
-    DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
 )
 
@@ -221,9 +220,6 @@ class TrainSection(Section):
         DEFAULT_VALIDATION_SHARE, ge=0, lt=1,
         description="share of the queries (grouped by source passage) held out to choose among base, epochs and interpolations; 0: off",
     )
-    validation_documents: int = Field(
-        DEFAULT_VALIDATION_DOCUMENTS, ge=10, description="documents the validation queries search (all judged ones included)"
-    )
     validate_every: int = Field(
         DEFAULT_VALIDATE_EVERY, ge=0,
         description="also score the model on the validation queries every this many steps (a candidate for the output); 0: epoch ends only",
@@ -258,8 +254,7 @@ class TrainSection(Section):
             learning_rate=self.learning_rate, list_size=self.list_size, threshold=self.threshold, seed=seed,
             mini_batch_size=self.mini_batch_size or None, save_steps=self.save_steps,
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
-            validation_share=self.validation_share, validation_documents=self.validation_documents,
-            validate_every=self.validate_every, precision=self.precision,
+            validation_share=self.validation_share, validate_every=self.validate_every, precision=self.precision,
             average_checkpoints=self.average_checkpoints,
         )
 
@@ -305,7 +300,7 @@ class PipelineConfig(Section):
             try:
                 LLMSection(backend=self.grade.llm)
             except ValidationError as exc:
-                problems.append((("grade", "llm"), _describe(exc.errors()[0])))
+                problems.append((("grade", "llm"), _describe(exc.errors()[0], ("grade", "llm"))))
         if self.grade.check_queries and self.grade.grader not in ("likelihood", "llm", "cross-encoder"):
             problems.append((("grade", "check_queries"), f'grader "{self.grade.grader}" cannot be checked against qrels'))
         if self.grade.retriever_weight + self.grade.bm25_weight > 1:
@@ -358,9 +353,16 @@ def _key_line(text: str, path: tuple[str, ...]) -> int | None:
     return None
 
 
-def _describe(error: dict[str, Any]) -> str:
+# Keys earlier versions wrote (``gradir init`` writes every key), with what to do about each.
+RETIRED_KEYS = {
+    ("train", "validation_documents"): "no longer used (validation ranks each held-out query's judged documents, "
+                                       "whatever the corpus size); delete the line",
+}
+
+
+def _describe(error: dict[str, Any], location: tuple[str, ...]) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown key"
+        return RETIRED_KEYS.get(location, "unknown key")
     if error["type"] == "missing":
         return "required key is missing"
     message = error["msg"]
@@ -394,7 +396,7 @@ def validate_config(raw: dict[str, Any], source: str = "config", text: str | Non
             location = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
             key = ".".join(location) or "(top level)"
             value = "" if error["type"] in ("extra_forbidden", "missing") or not location else f" (got {error['input']!r})"
-            problems.append(f"{where(location)}: {key}: {_describe(error)}{value}")
+            problems.append(f"{where(location)}: {key}: {_describe(error, location)}{value}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
     problems = [f"{where(location)}: {'.'.join(location)}: {message}" for location, message in config.inconsistencies()]
     if problems:

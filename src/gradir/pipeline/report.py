@@ -302,7 +302,7 @@ def _validation_sentence(selection: dict[str, Any]) -> str:
         else f"Output: the {selection['output']} model, α = {selection['alpha']:g}."
     )
     return (f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} source passages, "
-            f"{held['judged_pairs']} teacher-graded pairs) searching {held['documents']} documents; "
+            f"{held['judged_pairs']} teacher-graded pairs), each ranking its own graded documents; "
             f"θ_α = (1 − α)·θ_base + α·θ_tuned. {verdict}")
 
 

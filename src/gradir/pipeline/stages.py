@@ -226,7 +226,7 @@ def train_model(ctx: Context, resume: bool) -> dict[str, Any]:
     result = train(
         ctx.path(JUDGMENTS), ctx.collection, settings.loss, ctx.path(MODEL), model=ctx.config.model.base or None,
         settings=train_settings(ctx.config), resume=resume, extra_documents=synthetic_documents(ctx),
-        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx), cache_dir=ctx.cache_dir,
+        loss_options=dict(settings.loss_options), query_groups=_source_passages(ctx),
     )
     summary = result.summary()
     summary.pop("settings", None)

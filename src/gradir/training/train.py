@@ -44,7 +44,7 @@ from gradir.models import resolve_model_path, token_limit
 from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint
-from gradir.training.validation import hold_out, lexical_neighbours
+from gradir.training.validation import hold_out
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_AVERAGE_CHECKPOINTS,
@@ -52,7 +52,6 @@ from gradir.training_defaults import (
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
     DEFAULT_VALIDATE_EVERY,
-    DEFAULT_VALIDATION_DOCUMENTS,
     DEFAULT_VALIDATION_SHARE,
 )
 
@@ -79,7 +78,6 @@ class TrainSettings:
     max_seq_length: int | None = None  # token limit while training; the saved model keeps its own
     loss_learning_rate: float = DEFAULT_LOSS_LEARNING_RATE  # the loss's own parameters
     validation_share: float = DEFAULT_VALIDATION_SHARE  # of the query groups held out for selection; 0: none
-    validation_documents: int = DEFAULT_VALIDATION_DOCUMENTS  # documents searched by the validation queries
     validate_every: int = DEFAULT_VALIDATE_EVERY  # also score the model every this many steps; 0: epoch ends only
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
     average_checkpoints: int = DEFAULT_AVERAGE_CHECKPOINTS  # k best checkpoints averaged as a candidate; 1: off
@@ -289,7 +287,6 @@ def train(
     loss_options: dict[str, Any] | None = None,
     extra_documents: Mapping[str, Document] | None = None,
     query_groups: Mapping[str, str] | None = None,
-    cache_dir: Path | None = None,
 ) -> TrainResult:
     """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
 
@@ -297,8 +294,6 @@ def train(
     (synthetic documents written for a level or for balancing the grades).
     ``query_groups`` maps a query to the group it is held out with (a synthetic query's
     source passage), so that no passage is on both sides of the validation split.
-    ``cache_dir``: where the BM25 index that validation searches is saved (None: the
-    default cache folder).
     """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
@@ -319,8 +314,7 @@ def train(
     settings.threshold = resolve_threshold(judgments, settings.threshold)
     judgments, validation = hold_out(
         judgments, documents, share=settings.validation_share, groups=query_groups,
-        threshold=settings.threshold, seed=settings.seed, max_documents=settings.validation_documents,
-        distractors=lexical_neighbours(documents, cache_dir=cache_dir),
+        threshold=settings.threshold, seed=settings.seed,
     )
     training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)
@@ -469,7 +463,7 @@ def _selection_section(selection: dict[str, Any]) -> str:
     rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
     return (
         f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} groups, "
-        f"{held['judged_pairs']} teacher-graded pairs) searching {held['documents']} documents; nDCG@10.\n\n"
+        f"{held['judged_pairs']} teacher-graded pairs), each ranking its own graded documents; nDCG@10.\n\n"
         f"| model | weights | nDCG@10 |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Output: **{selection['output']}** (α = {selection['alpha']:g}, θ = (1 − α)·θ_base + α·θ_tuned), "
         f"validation nDCG@10 {selection['score']:.4f}.\n\n"
