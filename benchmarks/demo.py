@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from results_file import append_section
@@ -52,6 +53,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     second = timed_make(clone, env, work / "second.log")
     comparison = json.loads((clone / "demo-output" / "eval" / "comparison.json").read_text())
+    demo = tomllib.loads((clone / "configs" / "demo-scifact.toml").read_text())
     state = json.loads((clone / "demo-output" / "state.json").read_text())["stages"]
     stage_seconds = {name: entry["seconds"] for name, entry in state.items()}
     setup = first - sum(stage_seconds.values())
@@ -75,9 +77,9 @@ def main() -> None:
     append_section(
         "make demo (issue 6 main job)",
         "python benchmarks/demo.py",
-        "A fresh clone of HEAD, `make demo` twice, empty caches. Config: configs/demo-scifact.toml (80 passages, "
-        "one query each, 4 mined candidates graded by SmolLM2-135M, BiXSE two epochs, evaluation on the full "
-        "SciFact test split).",
+        "A fresh clone of HEAD, `make demo` twice, empty caches. Config: configs/demo-scifact.toml "
+        f"({demo['generate']['passages']} passages, one query each, {demo['mine']['top_k']} mined candidates graded "
+        "by SmolLM2-135M, BiXSE two epochs, evaluation on the full SciFact test split).",
         table,
     )
     if not args.keep:
