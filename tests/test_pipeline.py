@@ -213,11 +213,11 @@ def test_init_writes_every_setting_with_its_default(tmp_path: Path, scifact_slic
 
 
 def test_mine_keys_added_later_leave_earlier_runs_fingerprints_alone(tmp_path: Path, scifact_slice: Path) -> None:
-    assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 4, "skip_top": 0}
+    assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 8, "skip_top": 0}
     path = tmp_path / "gradir.toml"
     path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nkeep_source = false\nrelative_margin = 0.05\n')
     assert load_config(path).mine.fingerprint() == {
-        "retriever": "dense", "top_k": 4, "skip_top": 0, "keep_source": False, "relative_margin": 0.05,
+        "retriever": "dense", "top_k": 8, "skip_top": 0, "keep_source": False, "relative_margin": 0.05,
     }
     path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nrelative_margin = 1.5\n')
     with pytest.raises(Exception, match="relative_margin"):

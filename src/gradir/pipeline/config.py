@@ -95,7 +95,7 @@ class LLMSection(Section):
 class GenerateSection(Section):
     """Sampling passages and writing queries for them."""
 
-    passages: int = Field(80, ge=1, description="passages sampled from the corpus (80 x 1 type: about 20 min with the embedded LLM on 2 cores)")
+    passages: int = Field(200, ge=1, description="passages sampled from the corpus (200 x 1 type: about 17 min with the embedded LLM on 2 cores)")
     per_passage: int = Field(1, ge=1, description="queries per passage and type")
     types: list[QueryType] = Field(
         ["question", "claim", "keywords", "title", "web"], min_length=1, description="query types (the mix)"
@@ -149,7 +149,7 @@ class MineSection(Section):
     """Candidate documents of each query: the pairs the grader judges."""
 
     retriever: Retriever = Field("dense", description="dense | bm25 | hybrid")
-    top_k: int = Field(4, ge=1, description="candidates retrieved per query")
+    top_k: int = Field(8, ge=1, description="candidates retrieved per query")
     skip_top: int = Field(0, ge=0, description="leave out the first n ranks (likely unlabelled positives)")
     keep_source: bool = Field(True, description="keep the source passage among the pairs (the grader's anchor)")
     absolute_margin: float | None = Field(
