@@ -9,7 +9,7 @@ NFCorpus, whose held-out queries carry human grades for far more documents than 
 pool. For each finished run of ``benchmarks/losses_nfcorpus.py`` (its model and seed) it
 rebuilds that seed's held-out queries and scores the base and the run's model under
 
-- ``full``: the human qrels of the held-out queries (what the selection used there),
+- ``full``: the human qrels of the held-out queries (what those runs' selection used),
   searched over the whole corpus; ``full, condensed``: the same with condensed lists (below);
 - ``pool``: only the base model's top ``--pool-depth`` documents of each query are judged
   (their human grade, else 0), as the pipeline's mining and grading leave them; unjudged
@@ -22,8 +22,9 @@ rebuilds that seed's held-out queries and scores the base and the run's model un
 Rows: each run's gain over the base (Δ = model − base on the same queries) under each
 reading and on the test split. The last lines give, per reading, the mean of
 (Δ reading − Δ full): the bias (negative: the reading understates the tuned model), and the
-Spearman rank correlation of Δ reading with Δ test over the runs. Nothing is trained;
-document embeddings come from the embedding cache that the benchmark runs filled.
+Spearman rank correlation of Δ reading with Δ test over the runs. Nothing is trained; each
+model encodes the corpus once into the embedding cache (about 2 minutes a model on 2 cores),
+so a second run takes about 2 minutes for 8 models.
 
     .venv/bin/python benchmarks/validation_bias.py WORK [WORK ...] [--pool-depth 10]
 """

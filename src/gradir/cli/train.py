@@ -110,7 +110,8 @@ def train_command(o: Options) -> None:
             loss=o.loss, epochs=o.epochs, max_steps=o.max_steps, batch_size=o.batch_size, learning_rate=o.lr,
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
-            validation_share=o.validation_share, validate_every=o.validate_every, precision=o.precision, average_checkpoints=o.average_checkpoints,
+            validation_share=o.validation_share, validate_every=o.validate_every, precision=o.precision,
+            average_checkpoints=o.average_checkpoints,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:
