@@ -300,7 +300,7 @@ class PipelineConfig(Section):
             try:
                 LLMSection(backend=self.grade.llm)
             except ValidationError as exc:
-                problems.append((("grade", "llm"), _describe(exc.errors()[0], ("grade", "llm"))))
+                problems.append((("grade", "llm"), _describe(exc.errors()[0])))
         if self.grade.check_queries and self.grade.grader not in ("likelihood", "llm", "cross-encoder"):
             problems.append((("grade", "check_queries"), f'grader "{self.grade.grader}" cannot be checked against qrels'))
         if self.grade.retriever_weight + self.grade.bm25_weight > 1:
@@ -360,7 +360,7 @@ RETIRED_KEYS = {
 }
 
 
-def _describe(error: dict[str, Any], location: tuple[str, ...]) -> str:
+def _describe(error: dict[str, Any], location: tuple[str, ...] = ()) -> str:
     if error["type"] == "extra_forbidden":
         return RETIRED_KEYS.get(location, "unknown key")
     if error["type"] == "missing":

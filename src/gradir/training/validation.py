@@ -71,7 +71,7 @@ class ValidationSet:
         run = {}
         for q, vector in zip(query_ids, query_vectors):
             judged = list(self.qrels[q])
-            scores = np.asarray(doc_vectors)[[row[d] for d in judged]] @ vector
+            scores = doc_vectors[[row[d] for d in judged]] @ vector
             run[q] = {d: float(score) for d, score in zip(judged, scores)}
         return score_run(self.qrels, run)[0]["ndcg@10"]
 
