@@ -23,8 +23,8 @@ the shared LLM and embedding caches make repeated calls free. Rows: the referenc
 candidates graded by query likelihood fused with the retriever's and BM25's scores, BiXSE), the
 labels from the likelihood alone, from the two retrievers alone (the LLM's weight 0), softer labels (temperature 2 standard deviations: a
 mined candidate 2.2 below the source, the typical gap, gets p ≈ 0.33), the other four losses on the same
-judgments (Wasserstein in both forms), BiXSE for 8 and 20 epochs instead of 2, at
-learning rate 1e-4, and without the validation hold-out, and one ablation per row:
+judgments (Wasserstein in both forms), BiXSE for 4, 8 and 20 epochs instead of 2, at
+learning rates 5e-5 and 1e-4 instead of 2e-5, and without the validation hold-out, and one ablation per row:
 
 - ``one query type``: every passage gets a "question" query instead of the mix;
 - ``no round-trip filter``: every generated query is kept;
@@ -81,7 +81,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "wasserstein, per-query EMD": {"train": {"loss": "wasserstein", "loss_options": {"form": "emd"}}},
     "bixse, 8 epochs": {"train": {"epochs": 8}},
     "bixse, 20 epochs": {"train": {"epochs": 20}},
+    "bixse, 4 epochs": {"train": {"epochs": 4}},
     "bixse, learning rate 1e-4": {"train": {"learning_rate": 1e-4}},
+    "bixse, learning rate 5e-5": {"train": {"learning_rate": 5e-5}},
     "bixse, no validation hold-out": {"train": {"validation_share": 0.0}},
     "one query type (question)": {"generate": {"types": ["question"]}},
     "no round-trip filter": {"filter": {"enabled": False}},

@@ -257,3 +257,10 @@ def test_the_report_says_when_a_gain_is_noise_and_when_grades_are_all_alike() ->
     clear = findings(data(0.01, {"0": 40, "1": 40, "3": 37}, 12))
     assert "a significant gain" in clear[0]
     assert not any("mined candidates" in s or "logged" in s for s in clear)
+    tied = data(0.5, {"0": 40, "1": 40, "3": 37}, 12)
+    tied["training"]["selection"] = {"output": "base", "base": 0.98, "validation": {"queries": 11, "judged_pairs": 44},
+                                     "epochs": [{"epoch": 1.0, "step": 8, "ndcg@10": 0.98}],
+                                     "interpolation": [{"alpha": a, "ndcg@10": 0.98} for a in (0.0, 0.5, 1.0)]}
+    assert any("could not choose" in s and "11 held-out queries" in s for s in findings(tied))
+    tied["training"]["selection"]["interpolation"][1]["ndcg@10"] = 0.97  # one model scored differently: a choice
+    assert not any("could not choose" in s for s in findings(tied))

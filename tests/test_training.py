@@ -363,6 +363,7 @@ def test_checkpoints_are_scored_reading_as_many_tokens_as_the_base_and_the_outpu
 
 def test_the_average_of_the_best_checkpoints_is_chosen_when_it_scores_higher() -> None:
     """Two checkpoints θ₀ ± δ, each hurt by the noise δ: their average is θ₀ again and must win.
+    A checkpoint that is θ₀ itself ties every candidate with the base: the selection says it cannot choose.
 
     Real model, real held-out NFCorpus queries; the checkpoints are made by hand so that the
     average's advantage is known without training.
@@ -393,3 +394,13 @@ def test_the_average_of_the_best_checkpoints_is_chosen_when_it_scores_higher() -
     # The interpolations start from the average (θ₀ itself here), so every α scores the base's figure.
     assert [c["ndcg@10"] for c in selection.interpolation] == pytest.approx([selection.base] * 3, abs=1e-4)
     assert selection.score == pytest.approx(selection.base, abs=1e-4)
+    assert not selection.summary()["undecided"]  # the checkpoints scored below the base: a choice on evidence
+    # The untrained model as the only checkpoint: it and every interpolation score what the base scores,
+    # so the base wins on the tie rule, and the run says its validation set could not choose.
+    model.load_state_dict(base)
+    tied = Selection(validation.describe(), selection.base)
+    scores = EpochScores(model, validation, tied)
+    scores.score(epoch=1.0, step=1)
+    choose(model, base, scores, alphas=(0.0, 0.5, 1.0))
+    assert tied.summary()["output"] == "base" and tied.summary()["undecided"]
+    assert "cannot tell them apart" in tied.sentence()

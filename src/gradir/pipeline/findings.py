@@ -5,7 +5,8 @@ few plain sentences for the top of the report, each one a figure and what follow
 it, so that a user who reads nothing else still learns
 
 - whether the change in nDCG@10 is significant (paired randomisation test, α = 0.05),
-  and whether selection handed back the base model;
+  and whether selection handed back the base model (and whether only because its validation
+  set could not tell the models apart);
 - whether the grader told the candidates apart: one grade holding at least
   ``CONCENTRATED_SHARE`` of the mined candidates means the labels carry little
   information (the histogram alone does not say so);
@@ -24,9 +25,13 @@ MIN_CANDIDATES = 10  # fewer mined candidates than this: no verdict on their gra
 
 def findings(data: dict[str, Any]) -> list[str]:
     """Sentences for the top of the report, most important first."""
+    from gradir.training.selection import undecided, undecided_sentence  # imports the training stack: only when read
+
     sentences = [_gain(data["comparison"])]
     selection = data["training"].get("selection") or {}
-    if selection.get("output") == "base":
+    if selection and undecided(selection):
+        sentences.append(f"Selection could not choose: {undecided_sentence(selection)}")
+    elif selection.get("output") == "base":
         sentences.append("Selection kept the base model: no tuned or interpolated model beat it on the held-out "
                          "synthetic queries, so the output is the base model, unchanged.")
     if grades := _concentration(data["histograms"].get("mined candidates", {})):

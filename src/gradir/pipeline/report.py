@@ -296,11 +296,15 @@ def _validation_sentence(selection: dict[str, Any]) -> str:
     if not selection:
         return "No validation set (too few queries, or `train.validation_share` 0): the last model is the output."
     held = selection["validation"]
-    verdict = (
-        "**The base model scored best: the output is the base model, unchanged.**"
-        if selection["output"] == "base"
-        else f"Output: the {selection['output']} model, α = {selection['alpha']:g}."
-    )
+    from gradir.training.selection import undecided
+
+    if undecided(selection):
+        verdict = "**Every model scored what the base scored: the output is the base model, unchanged.**"
+    elif selection["output"] == "base":
+        verdict = "**The base model scored best: the output is the base model, unchanged.**"
+    else:
+        verdict = f"Output: the {selection['output']} model, α = {selection['alpha']:g}."
+
     return (f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} source passages, "
             f"{held['judged_pairs']} teacher-graded pairs), each ranking its own graded documents; "
             f"θ_α = (1 − α)·θ_base + α·θ_tuned. {verdict}")

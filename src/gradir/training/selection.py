@@ -10,7 +10,10 @@ FlagEmbedding's LM-Cocktail):
     θ_α = (1 − α)·θ₀ + α·θ₁,      α ∈ ALPHAS (α = 0 is the base, α = 1 the tuned model)
 
 The α with the highest validation nDCG@10 wins; a tie goes to the smaller α (closer to
-the base). When α = 0 wins the output is the base model and the run says so.
+the base). When α = 0 wins the output is the base model and the run says so. When every
+candidate scores exactly what the base scores (:func:`undecided`: a handful of held-out
+queries, each ranking a few documents the base already orders as the teacher does), the
+base is handed back by the tie rule rather than on evidence, and the run says that too.
 
 With ``average_checkpoints`` k ≥ 2 (``EpochScores(keep=k)``), θ₁ may also be the uniform
 average of the k best-scoring checkpoints of the run (a soup of one trajectory: Izmailov
@@ -25,6 +28,7 @@ It costs one more validation score and k copies of the weights in memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,10 +68,13 @@ class Selection:
         return "base" if self.alpha == 0 else ("tuned" if self.alpha == 1 else "interpolated")
 
     def summary(self) -> dict[str, Any]:
-        return {**asdict(self), "output": self.output}
+        summary = {**asdict(self), "output": self.output}
+        return {**summary, "undecided": undecided(summary)}
 
     def sentence(self) -> str:
         tuned = max((e["ndcg@10"] for e in self.epochs), default=self.base)
+        if undecided(self.summary()):
+            return f"validation: {undecided_sentence(self.summary())}"
         if self.output == "base":
             return (f"validation: the base model scored best (nDCG@10 {self.base:.4f}; tuned {tuned:.4f}); "
                     "the output is the base model, unchanged")
@@ -75,6 +82,26 @@ class Selection:
                 f"{' (interpolated from)' if self.average['chosen'] else ''}" if self.average else "")
         return (f"validation: nDCG@10 base {self.base:.4f}, tuned {tuned:.4f}{soup}, chosen α = {self.alpha:g} "
                 f"({self.output}) {self.score:.4f}")
+
+
+def undecided(selection: dict[str, Any]) -> bool:
+    """Whether every scored candidate (checkpoints, their average, interpolations) scored what the
+    base scored: the validation set could not tell the models apart, so the base won a tie."""
+    scores = [c["ndcg@10"] for c in selection.get("epochs", []) + selection.get("interpolation", [])]
+    if selection.get("average"):
+        scores.append(selection["average"]["ndcg@10"])
+    base = selection["base"] if scores else 0.0
+    return bool(scores) and all(math.isclose(score, base, rel_tol=0, abs_tol=1e-9) for score in scores)
+
+
+def undecided_sentence(selection: dict[str, Any]) -> str:
+    """What an undecided selection means and what gives the validation set resolution."""
+    held = selection["validation"]
+    return (f"every model scored what the base scored (nDCG@10 {selection['base']:.4f} on "
+            f"{held['queries']} held-out queries, {held['judged_pairs']} teacher-graded pairs), so the "
+            "validation set cannot tell them apart and the output is the base model, unchanged. More "
+            "held-out queries or more graded candidates per query (generate.passages, mine.top_k) give "
+            "it the resolution to choose.")
 
 
 def average(states: list[dict[str, Any]]) -> dict[str, Any]:

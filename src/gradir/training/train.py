@@ -43,7 +43,9 @@ from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path, token_limit
 from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
-from gradir.training.selection import EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint
+from gradir.training.selection import (
+    EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint, undecided, undecided_sentence,
+)
 from gradir.training.validation import hold_out
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
@@ -467,6 +469,7 @@ def _selection_section(selection: dict[str, Any]) -> str:
         f"| model | weights | nDCG@10 |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Output: **{selection['output']}** (α = {selection['alpha']:g}, θ = (1 − α)·θ_base + α·θ_tuned), "
         f"validation nDCG@10 {selection['score']:.4f}.\n\n"
+        + (f"Undecided: {undecided_sentence(selection)}\n\n" if undecided(selection) else "")
     )
 
 
