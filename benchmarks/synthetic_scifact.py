@@ -28,6 +28,9 @@ learning rates 5e-5 and 1e-4 instead of 2e-5, and without the validation hold-ou
 
 - ``one query type``: every passage gets a "question" query instead of the mix;
 - ``no round-trip filter``: every generated query is kept;
+- ``hybrid mining``: the candidates are the top ``mine.top_k`` of dense and BM25 fused
+  (so the grader also reads documents the base model ranks low), and the label's retriever
+  share is that fused score instead of the dense one;
 - ``unverified negatives``: mined candidates are grade-0 negatives, not read by the LLM;
 - ``documents, LLM grades``: SyCL-style documents written at levels 3/2/1/0 for each
   kept query, graded by the LLM together with the source passage and at most one mined
@@ -86,6 +89,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "bixse, learning rate 5e-5": {"train": {"learning_rate": 5e-5}},
     "bixse, no validation hold-out": {"train": {"validation_share": 0.0}},
     "one query type (question)": {"generate": {"types": ["question"]}},
+    "hybrid mining (dense + BM25 candidates)": {"mine": {"retriever": "hybrid"}},
     "no round-trip filter": {"filter": {"enabled": False}},
     "unverified negatives": {"grade": {"grader": "unverified"}},
     "documents, LLM grades": {"documents": {"enabled": True}, "mine": {"top_k": 1}},
