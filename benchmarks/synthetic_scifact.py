@@ -209,7 +209,20 @@ def render_table(rows: dict[str, dict]) -> str:
             f"| {test['wins']}/{test['losses']} | {test['p_randomization']:.3f} "
             f"| {row['base']['recall@100'] * 100:.2f} → {row['tuned']['recall@100'] * 100:.2f} | {row['minutes']:.1f} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + validation_test_correlation(rows)
+
+
+def validation_test_correlation(rows: dict[str, dict]) -> str:
+    """Spearman ρ between each row's validation gain (chosen − base, on its held-out synthetic
+    queries) and its test gain: does the label-free figure rank the variants as test does?"""
+    from scipy.stats import spearmanr
+
+    pairs = [(row["selection"]["score"] - row["selection"]["base"], row["test"]["delta"])
+             for row in rows.values() if row.get("selection")]
+    if len(pairs) < 3:
+        return "Validation gain ↔ test gain: fewer than 3 rows with a validation set."
+    rho, p = spearmanr([v for v, _ in pairs], [t for _, t in pairs])
+    return f"Validation gain ↔ test gain over {len(pairs)} rows: Spearman ρ = {rho:.2f} (p = {p:.3f})."
 
 
 def main() -> None:
