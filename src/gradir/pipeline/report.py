@@ -304,7 +304,6 @@ def _validation_sentence(selection: dict[str, Any]) -> str:
         verdict = "**The base model scored best: the output is the base model, unchanged.**"
     else:
         verdict = f"Output: the {selection['output']} model, α = {selection['alpha']:g}."
-
     return (f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} source passages, "
             f"{held['judged_pairs']} teacher-graded pairs), each ranking its own graded documents; "
             f"θ_α = (1 − α)·θ_base + α·θ_tuned. {verdict}")

@@ -73,8 +73,8 @@ class Selection:
 
     def sentence(self) -> str:
         tuned = max((e["ndcg@10"] for e in self.epochs), default=self.base)
-        if undecided(self.summary()):
-            return f"validation: {undecided_sentence(self.summary())}"
+        if (summary := self.summary())["undecided"]:
+            return f"validation: {undecided_sentence(summary)}"
         if self.output == "base":
             return (f"validation: the base model scored best (nDCG@10 {self.base:.4f}; tuned {tuned:.4f}); "
                     "the output is the base model, unchanged")
@@ -90,8 +90,9 @@ def undecided(selection: dict[str, Any]) -> bool:
     scores = [c["ndcg@10"] for c in selection.get("epochs", []) + selection.get("interpolation", [])]
     if selection.get("average"):
         scores.append(selection["average"]["ndcg@10"])
-    base = selection["base"] if scores else 0.0
-    return bool(scores) and all(math.isclose(score, base, rel_tol=0, abs_tol=1e-9) for score in scores)
+    if not scores:
+        return False
+    return all(math.isclose(score, selection["base"], rel_tol=0, abs_tol=1e-9) for score in scores)
 
 
 def undecided_sentence(selection: dict[str, Any]) -> str:
