@@ -47,6 +47,7 @@ from gradir.grading.judgments import judgments_from_qrels, write_judgments  # no
 from gradir.losses import LOSSES  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
 from gradir.training.selection import tuned_source  # noqa: E402
+from gain_correlation import validation_test_sentence  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,14 +223,9 @@ def validation_test_correlation(base_test: float, runs: dict[str, list[dict]]) -
     Gains, not levels: each seed holds out other queries, so the validation levels differ by
     seed while the gains are comparable (benchmarks/selection_agreement.py pools them over recipes).
     """
-    from scipy.stats import spearmanr
-
     pairs = [(r["selection"]["score"] - r["selection"]["base"], r["metrics"]["ndcg@10"] - base_test)
              for records in runs.values() for r in records if r["selection"]]
-    if len(pairs) < 3:
-        return "Validation gain ↔ test gain: fewer than 3 runs with a validation set."
-    rho, p = spearmanr([v for v, _ in pairs], [t for _, t in pairs])
-    return f"Validation gain ↔ test gain over {len(pairs)} runs: Spearman ρ = {rho:.2f} (p = {p:.3f})."
+    return validation_test_sentence(pairs, "run")
 
 
 def render_table(base: dict, runs: dict[str, list[dict]], args: argparse.Namespace) -> str:

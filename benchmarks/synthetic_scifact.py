@@ -65,6 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradir  # noqa: E402
 from gradir.atomic import write_text_atomic  # noqa: E402
 from gradir.evaluation.compare import compare_per_query  # noqa: E402
+from gain_correlation import validation_test_sentence  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,14 +216,9 @@ def render_table(rows: dict[str, dict]) -> str:
 def validation_test_correlation(rows: dict[str, dict]) -> str:
     """Spearman ρ between each row's validation gain (chosen − base, on its held-out synthetic
     queries) and its test gain: does the label-free figure rank the variants as test does?"""
-    from scipy.stats import spearmanr
-
     pairs = [(row["selection"]["score"] - row["selection"]["base"], row["test"]["delta"])
              for row in rows.values() if row.get("selection")]
-    if len(pairs) < 3:
-        return "Validation gain ↔ test gain: fewer than 3 rows with a validation set."
-    rho, p = spearmanr([v for v, _ in pairs], [t for _, t in pairs])
-    return f"Validation gain ↔ test gain over {len(pairs)} rows: Spearman ρ = {rho:.2f} (p = {p:.3f})."
+    return validation_test_sentence(pairs, "row")
 
 
 def main() -> None:
