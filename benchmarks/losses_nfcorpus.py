@@ -21,10 +21,18 @@ grades. Rows: the base model and each loss, mean ± std over seeds of test nDCG@
 Recall@100, and the paired t-test and randomisation test against ``infonce`` on the
 per-query nDCG@10 averaged over seeds, and the same against the base model.
 
-Each run holds out ``--validation-share`` of the dev queries (human-graded here) and
-keeps the best of the base, the trained model and their interpolations
-(gradir.training.selection); the table gives the α chosen per seed, and the last line
-the rank correlation (Spearman) between a run's validation gain over the base and its test gain.
+Each run holds out ``--validation-share`` of the training queries (the same queries
+gradir.training.validation.hold_out would pick for the seed) and keeps the best of the
+base, the trained model and their interpolations (gradir.training.selection); the table
+gives the α chosen per seed, and the last line the rank correlation (Spearman) between a
+run's validation gain over the base and its test gain. The held-out queries are judged as
+the pipeline judges its held-out synthetic queries: their base model's top
+``--validation-pool`` documents (the pipeline's mine.top_k), each with its human grade or
+else 0; a query with no relevant document there is left out (the pipeline keeps a
+synthetic query only when its source passage is in the base's top 10). Judging them by
+the training judgments instead (human grades plus far mined negatives) rewards pushing
+easy negatives down and chose a model 0.95 below the base (benchmarks/RESULTS.md,
+"validation_bias" of the condensed-selection run).
 """
 
 from __future__ import annotations
@@ -43,10 +51,13 @@ from gradir.collections import load_collection  # noqa: E402
 from gradir.retrieval.encoding import Encoder  # noqa: E402
 from gradir.evaluation import evaluate  # noqa: E402
 from gradir.evaluation.compare import compare_per_query  # noqa: E402
-from gradir.grading.judgments import judgments_from_qrels, write_judgments  # noqa: E402
+from gradir.grading.judgments import Judgment, judgments_from_qrels, read_judgments, write_judgments  # noqa: E402
 from gradir.losses import LOSSES  # noqa: E402
+from gradir.pipeline.config import MineSection  # noqa: E402
+from gradir.retrieval.search import search  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
 from gradir.training.selection import tuned_source  # noqa: E402
+from gradir.training.validation import hold_out  # noqa: E402
 from gain_correlation import validation_test_sentence  # noqa: E402
 from results_file import append_section  # noqa: E402
 
@@ -76,6 +87,8 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--threshold", type=int, default=1, help="lowest grade that is a positive (NFCorpus: 1-2)")
     parser.add_argument("--validation-share", type=float, default=0.2, help="dev queries held out for selection (0: off)")
+    parser.add_argument("--validation-pool", type=int, default=MineSection().top_k,
+                        help="base-model top k judged for each held-out query (the pipeline's mine.top_k)")
     parser.add_argument("--validate-every", type=int, default=0,
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
     parser.add_argument("--average-checkpoints", type=int, default=1,
@@ -113,9 +126,10 @@ def loss_options(args: argparse.Namespace, loss: str) -> dict:
 def check_work_settings(args: argparse.Namespace) -> None:
     """Tie ``--work`` to one recipe: finished runs made with other settings are never mixed in."""
     args.work.mkdir(parents=True, exist_ok=True)
-    # Runs stored before validation ranked each query's judged documents (condensed lists) searched
-    # up to --validation-documents of the corpus: another selection, so another recipe.
-    settings = {name: getattr(args, name) for name in SETTINGS} | {"validation": "condensed"}
+    # Runs stored before held-out queries were judged by the base's top k ranked their training
+    # judgments (human grades and far negatives): another selection, so another recipe.
+    settings = {name: getattr(args, name) for name in SETTINGS} | {"validation": "base pool, condensed",
+                                                                   "validation_pool": args.validation_pool}
     if args.splits != ["dev"]:  # recipes stored before --splits existed trained on dev alone
         settings["splits"] = args.splits
     if args.validate_every:  # nor had they --validate-every
@@ -148,6 +162,33 @@ def evaluated(collection, model_path: Path | None, out: Path) -> dict:
     return record
 
 
+def seed_split(args: argparse.Namespace, collection, judgments_path: Path, seed: int) -> tuple[Path, Path]:
+    """This seed's training judgments and its held-out queries judged by the base model's top k (cached in --work)."""
+    training_path = args.work / f"seed{seed}_training.jsonl"
+    validation_path = args.work / f"seed{seed}_validation.jsonl"
+    if training_path.is_file() and validation_path.is_file():
+        return training_path, validation_path
+    judgments = read_judgments(judgments_path)
+    training, held = hold_out(judgments, collection.documents, share=args.validation_share,
+                              threshold=args.threshold, seed=seed)
+    if held is None:
+        raise SystemExit(f"--validation-share {args.validation_share} holds out no query")
+    qrels = {q: docs for split in args.splits for q, docs in collection.qrels(split).items()}
+    queries = {q: collection.queries[q] for q in held.queries}
+    encoder = Encoder(None, cache_dir=args.work / "base_cache", show_progress=False)
+    pools = search(collection.documents, queries, "dense", encoder=encoder, top_k=args.validation_pool)
+    pooled = [
+        Judgment(q, queries[q].text, d, qrels[q].get(d, 0), max(qrels[q].get(d, 0), 0) / 2, "qrels", float(qrels[q].get(d, 0)))
+        for q in sorted(pools) for d in pools[q]
+    ]
+    scoring = {j.query_id for j in pooled if j.grade >= args.threshold}
+    print(f"seed {seed}: {len(queries)} held-out queries, {len(scoring)} with a relevant document in the base's "
+          f"top {args.validation_pool} (the others cannot score and are left out)", flush=True)
+    write_judgments(training_path, training)
+    write_judgments(validation_path, [j for j in pooled if j.query_id in scoring])
+    return training_path, validation_path
+
+
 def main() -> None:
     args = parse_arguments()
     started = time.perf_counter()
@@ -167,6 +208,7 @@ def main() -> None:
         for loss in args.losses:
             out = args.work / f"{loss}-seed{seed}"
             if not (out / "training.json").is_file():
+                training_path, validation_path = seed_split(args, collection, judgments_path, seed)
                 settings = TrainSettings(
                     max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
@@ -174,7 +216,8 @@ def main() -> None:
                     validate_every=args.validate_every,
                     precision=args.precision, average_checkpoints=args.average_checkpoints,
                 )
-                train(judgments_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss))
+                train(training_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss),
+                      validation_judgments=validation_path)
             trained = json.loads((out / "training.json").read_text())
             train_seconds.append(trained["seconds"])
             selection = trained.get("selection") or {}
@@ -252,7 +295,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          f"--list-size {args.list_size}", f"--learning-rate {args.learning_rate}",
          f"--max-seq-length {args.max_seq_length}", f"--negatives {args.negatives}",
          f"--negatives-from {args.negatives_from[0]} {args.negatives_from[1]}", f"--threshold {args.threshold}",
-         f"--validation-share {args.validation_share}",
+         f"--validation-share {args.validation_share}", f"--validation-pool {args.validation_pool}",
          *[f"--loss-option {o}" for o in args.loss_option],
          *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
          *([f"--precision {args.precision}"] if args.precision != "fp32" else []),
@@ -273,7 +316,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"({args.steps * args.batch_size} training lists per run"
         f"{', bfloat16 mixed precision' if args.precision != 'fp32' else ''}), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
-        f"choosing among base, tuned and their interpolations"
+        f"choosing among base, tuned and their interpolations, each judged by the base model's top {args.validation_pool} "
+        f"(human grade, else 0; queries with no relevant document there left out), as the pipeline judges its held-out queries"
         f"{f' (tuned: the best of the checkpoints scored every {args.validate_every} steps; α@step in the table)' if args.validate_every else ''}"
         f"{f'; the average of the {args.average_checkpoints} best-scoring checkpoints a candidate too (α@avg(steps) where it won)' if args.average_checkpoints > 1 else ''}.  \n"
         f"{timing}",

@@ -220,15 +220,26 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_a_training_set_smaller_than_the_batch_trains_and_an_empty_one_is_a_clear_error(tmp_path: Path) -> None:
+    """Also: a validation set given as its own judgments file (the dev query) chooses the output."""
+    from gradir.training import train
+
     collection = load_collection(TINY)
     judgments = tmp_path / "judgments.jsonl"
     write_judgments(judgments, judgments_from_qrels(collection, "test"))
+    validation = tmp_path / "validation.jsonl"
+    write_judgments(validation, judgments_from_qrels(collection, "dev"))
     common = ["train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--list-size", "2",
               "--validation-share", "0", "--json"]
-    small = run_cli(*common, "--out", tmp_path / "m", "--batch-size", "16")
+    small = run_cli(*common, "--out", tmp_path / "m", "--batch-size", "16", "--validation-judgments", validation)
     assert small.returncode == 0, small.stderr
     assert "fewer than the batch size 16: training with batches of 4" in small.stderr
-    assert json.loads(small.stdout)["steps"] >= 1
+    result = json.loads(small.stdout)
+    assert result["steps"] >= 1
+    assert result["selection"]["validation"] == {"queries": 1, "groups": 1, "judged_pairs": 2, "documents": 2,
+                                                 "file": str(validation)}
+    assert f"Validation: 1 query of {validation}, 2 judged pairs" in (tmp_path / "m" / "README.md").read_text()
+    with pytest.raises(GradirError, match="3 validation queries are also training queries .first: 'q1'"):
+        train(judgments, collection, "bixse", tmp_path / "x", validation_judgments=judgments)
     empty = run_cli(*common, "--out", tmp_path / "e", "--threshold", "3")
     assert empty.returncode == 2
     assert "no judgment reaches grade 3" in empty.stderr and "Traceback" not in empty.stderr

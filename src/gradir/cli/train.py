@@ -84,6 +84,8 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
                   help="Also score the model on the validation queries every this many steps (0: epoch ends only)."),
     _train_option("average_checkpoints", int, "--average-checkpoints", min=1,
                   help="Also score the average of the k best-scoring checkpoints as a candidate (1: off)."),
+    option("validation_judgments", Optional[Path], "--validation-judgments", default=None,
+           help="Judgments of other queries to choose with instead of a held-out share (e.g. a few labelled queries)."),
     option("query_groups", Optional[Path], "--query-groups", default=None,
            help="JSON object: query id -> group (e.g. source passage); a group is held out whole."),
     option("documents", Optional[Path], "--documents", default=None,
@@ -121,7 +123,8 @@ def train_command(o: Options) -> None:
         extra = load_corpus(o.documents, ProblemLog(lenient=o.lenient))
     result = train(o.judgments, loaded, o.loss, o.out, model=o.model, settings=settings, dev_split=o.dev_split,
                    resume=o.resume, extra_documents=extra, loss_options=parse_loss_options(o.loss_option or []),
-                   query_groups=_read_query_groups(o.query_groups) if o.query_groups else None)
+                   query_groups=_read_query_groups(o.query_groups) if o.query_groups else None,
+                   validation_judgments=o.validation_judgments)
     _finish_training(result, loaded.log.summary(), o.as_json)
 
 

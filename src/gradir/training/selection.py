@@ -95,11 +95,18 @@ def undecided(selection: dict[str, Any]) -> bool:
     return all(math.isclose(score, selection["base"], rel_tol=0, abs_tol=1e-9) for score in scores)
 
 
+def validation_source(validation: dict[str, Any]) -> str:
+    """Where the validation queries came from: held out of the training judgments, or a file of their own."""
+    if validation.get("file"):
+        queries = f"{validation['queries']} {'query' if validation['queries'] == 1 else 'queries'}"
+        return f"{queries} of {validation['file']}, {validation['judged_pairs']} judged pairs"
+    return f"{validation['queries']} held-out queries, {validation['judged_pairs']} teacher-graded pairs"
+
+
 def undecided_sentence(selection: dict[str, Any]) -> str:
     """What an undecided selection means and what gives the validation set resolution."""
-    held = selection["validation"]
     return (f"every model scored what the base scored (nDCG@10 {selection['base']:.4f} on "
-            f"{held['queries']} held-out queries, {held['judged_pairs']} teacher-graded pairs), so the "
+            f"{validation_source(selection['validation'])}), so the "
             "validation set cannot tell them apart and the output is the base model, unchanged. More "
             "held-out queries or more graded candidates per query (generate.passages, mine.top_k) give "
             "it the resolution to choose.")

@@ -45,8 +45,9 @@ from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import (
     EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint, undecided, undecided_sentence,
+    validation_source,
 )
-from gradir.training.validation import hold_out
+from gradir.training.validation import ValidationSet, hold_out, validation_set
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_AVERAGE_CHECKPOINTS,
@@ -289,6 +290,7 @@ def train(
     loss_options: dict[str, Any] | None = None,
     extra_documents: Mapping[str, Document] | None = None,
     query_groups: Mapping[str, str] | None = None,
+    validation_judgments: Path | str | None = None,
 ) -> TrainResult:
     """Train a bi-encoder with one of :data:`gradir.losses.LOSSES`.
 
@@ -296,6 +298,9 @@ def train(
     (synthetic documents written for a level or for balancing the grades).
     ``query_groups`` maps a query to the group it is held out with (a synthetic query's
     source passage), so that no passage is on both sides of the validation split.
+    ``validation_judgments``: a judgments file for the validation set instead of a held-out
+    share of ``judgments_path`` (``settings.validation_share`` is then not used); its queries
+    must not be among the training queries.
     """
     if loss not in LOSSES:
         raise GradirError(f"unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
@@ -314,10 +319,13 @@ def train(
     documents = _documents(collection, extra_documents)
     judgments = read_judgments(judgments_path, set(documents), collection.log)
     settings.threshold = resolve_threshold(judgments, settings.threshold)
-    judgments, validation = hold_out(
-        judgments, documents, share=settings.validation_share, groups=query_groups,
-        threshold=settings.threshold, seed=settings.seed,
-    )
+    if validation_judgments is None:
+        judgments, validation = hold_out(
+            judgments, documents, share=settings.validation_share, groups=query_groups,
+            threshold=settings.threshold, seed=settings.seed,
+        )
+    else:
+        validation = _given_validation_set(validation_judgments, judgments, documents, settings.threshold, collection)
     training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)
     loss_module = _loss(loss, student, loss_options)
@@ -345,7 +353,8 @@ def train(
         choose(student, base_state, epochs, settings.alphas)
         err_console.print(selection.sentence())
     _save_model(student, out)
-    described = _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {})
+    described = _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {},
+                                     validation_judgments=str(validation_judgments) if validation_judgments else None)
     result = TrainResult(
         str(out), loss, training.dataset.num_rows, steps, 0.0, final_loss, described,
         resumed_from_step=first_step, training_set=training.summary(),
@@ -362,6 +371,20 @@ def train(
     if is_main_process():
         write_text_atomic(out / "training.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def _given_validation_set(path: Path | str, training: list, documents: Mapping[str, Document], threshold: int,
+                          collection: Collection) -> ValidationSet:
+    """The validation set read from its own judgments file; a query trained on too is a clear error."""
+    judgments = read_judgments(path, set(documents), collection.log)
+    shared = sorted({j.query_id for j in judgments} & {j.query_id for j in training})
+    if shared:
+        raise GradirError(f"{path}: {len(shared)} validation queries are also training queries "
+                          f"(first: '{shared[0]}'); a query cannot be both")
+    validation = validation_set(judgments, documents, threshold=threshold)
+    if validation is None:
+        raise GradirError(f"{path}: no validation query has a judged document of grade {threshold} or more: nothing to score")
+    return replace(validation, file=str(path))
 
 
 def _loss(name: str, student, options: dict[str, Any] | None):
@@ -463,9 +486,10 @@ def _selection_section(selection: dict[str, Any]) -> str:
     if (averaged := average_row(selection)) is not None:
         rows.append(f"| {averaged[0]} | {averaged[1]} | {averaged[2]:.4f} |")
     rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
+    source = (f"{validation_source(held)}" if held.get("file")
+              else f"{held['queries']} held-out synthetic queries ({held['groups']} groups, {held['judged_pairs']} teacher-graded pairs)")
     return (
-        f"Validation: {held['queries']} held-out synthetic queries ({held['groups']} groups, "
-        f"{held['judged_pairs']} teacher-graded pairs), each ranking its own graded documents; nDCG@10.\n\n"
+        f"Validation: {source}, each ranking its own graded documents; nDCG@10.\n\n"
         f"| model | weights | nDCG@10 |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Output: **{selection['output']}** (α = {selection['alpha']:g}, θ = (1 − α)·θ_base + α·θ_tuned), "
         f"validation nDCG@10 {selection['score']:.4f}.\n\n"

@@ -43,11 +43,13 @@ class ValidationSet:
     qrels: dict[str, dict[str, int]]  # query id -> document id -> grade
     documents: dict[str, str]  # document id -> text: the documents judged for a held-out query
     groups: int
+    file: str | None = None  # the judgments file a validation set given whole was read from; None: held out
 
-    def describe(self) -> dict[str, int]:
+    def describe(self) -> dict[str, int | str]:
         judged = sum(len(d) for d in self.qrels.values())
-        return {"queries": len(self.queries), "groups": self.groups, "judged_pairs": judged,
-                "documents": len(self.documents)}
+        described: dict[str, int | str] = {"queries": len(self.queries), "groups": self.groups, "judged_pairs": judged,
+                                           "documents": len(self.documents)}
+        return described | ({"file": self.file} if self.file else {})
 
     def score(self, model, batch_size: int = 32) -> float:
         """nDCG@10 of a sentence-transformers model (used as it is, in eval mode, without gradients, in float32)."""
@@ -108,7 +110,26 @@ def hold_out(
     held_groups = set(random.Random(seed).sample(eligible, count))
     held = {qid for g in held_groups for qid in members[g]}
     training = [j for j in judgments if j.query_id not in held]
-    qrels = {qid: {j.doc_id: max(j.grade, 0) for j in by_query[qid] if j.doc_id in documents} for qid in sorted(held)}
-    queries = {qid: by_query[qid][0].query_text for qid in sorted(held)}
+    return training, _validation_set([j for q in sorted(held) for j in by_query[q]], documents, len(held_groups))
+
+
+def validation_set(judgments: list[Judgment], documents: Mapping[str, Document], *, threshold: int = 1) -> ValidationSet | None:
+    """A validation set given whole (e.g. a few human-labelled queries, or judgments built as
+    the held-out ones are): each query with a judged document of grade ``threshold`` or more
+    is one group; the others cannot score and are left out. None when no query qualifies."""
+    scoring = {j.query_id for j in judgments if j.grade >= threshold}
+    if not scoring:
+        return None
+    return _validation_set([j for j in judgments if j.query_id in scoring], documents, len(scoring))
+
+
+def _validation_set(judgments: list[Judgment], documents: Mapping[str, Document], groups: int) -> ValidationSet:
+    qrels: dict[str, dict[str, int]] = {}
+    queries: dict[str, str] = {}
+    for j in sorted(judgments, key=lambda j: j.query_id):
+        queries.setdefault(j.query_id, j.query_text)
+        judged_for_query = qrels.setdefault(j.query_id, {})
+        if j.doc_id in documents:
+            judged_for_query[j.doc_id] = max(j.grade, 0)
     judged = sorted({did for docs in qrels.values() for did in docs})
-    return training, ValidationSet(queries, qrels, {did: documents[did].full_text for did in judged}, len(held_groups))
+    return ValidationSet(queries, qrels, {did: documents[did].full_text for did in judged}, groups)
