@@ -486,7 +486,7 @@ def _selection_section(selection: dict[str, Any]) -> str:
     if (averaged := average_row(selection)) is not None:
         rows.append(f"| {averaged[0]} | {averaged[1]} | {averaged[2]:.4f} |")
     rows += [f"| interpolation | α = {c['alpha']:g} | {c['ndcg@10']:.4f} |" for c in selection["interpolation"]]
-    source = (f"{validation_source(held)}" if held.get("file")
+    source = (validation_source(held) if held.get("file")
               else f"{held['queries']} held-out synthetic queries ({held['groups']} groups, {held['judged_pairs']} teacher-graded pairs)")
     return (
         f"Validation: {source}, each ranking its own graded documents; nDCG@10.\n\n"
