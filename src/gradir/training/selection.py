@@ -105,11 +105,13 @@ def validation_source(validation: dict[str, Any]) -> str:
 
 def undecided_sentence(selection: dict[str, Any]) -> str:
     """What an undecided selection means and what gives the validation set resolution."""
+    remedy = ("More validation queries, or more judged documents per query, give it"
+              if selection["validation"].get("file") else
+              "More held-out queries or more graded candidates per query (generate.passages, mine.top_k) give it")
     return (f"every model scored what the base scored (nDCG@10 {selection['base']:.4f} on "
             f"{validation_source(selection['validation'])}), so the "
-            "validation set cannot tell them apart and the output is the base model, unchanged. More "
-            "held-out queries or more graded candidates per query (generate.passages, mine.top_k) give "
-            "it the resolution to choose.")
+            f"validation set cannot tell them apart and the output is the base model, unchanged. {remedy} "
+            "the resolution to choose.")
 
 
 def average(states: list[dict[str, Any]]) -> dict[str, Any]:
