@@ -177,10 +177,11 @@ def seed_split(args: argparse.Namespace, collection, judgments_path: Path, seed:
     queries = {q: collection.queries[q] for q in held.queries}
     encoder = Encoder(None, cache_dir=args.work / "base_cache", show_progress=False)
     pools = search(collection.documents, queries, "dense", encoder=encoder, top_k=args.validation_pool)
-    pooled = [
-        Judgment(q, queries[q].text, d, qrels[q].get(d, 0), max(qrels[q].get(d, 0), 0) / 2, "qrels", float(qrels[q].get(d, 0)))
-        for q in sorted(pools) for d in pools[q]
-    ]
+    pooled = []
+    for q in sorted(pools):
+        for d in pools[q]:
+            grade = qrels[q].get(d, 0)  # unjudged: not relevant
+            pooled.append(Judgment(q, queries[q].text, d, grade, max(grade, 0) / 2, "qrels", float(grade)))
     scoring = {j.query_id for j in pooled if j.grade >= args.threshold}
     print(f"seed {seed}: {len(queries)} held-out queries, {len(scoring)} with a relevant document in the base's "
           f"top {args.validation_pool} (the others cannot score and are left out)", flush=True)

@@ -35,6 +35,7 @@ from typing import Any
 from gradir.atomic import atomic_write, write_text_atomic
 from gradir.console import err_console, progress
 from gradir.collections.loader import Collection
+from gradir.collections.problems import ProblemLog
 from gradir.collections.records import Document
 from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
@@ -325,7 +326,7 @@ def train(
             threshold=settings.threshold, seed=settings.seed,
         )
     else:
-        validation = _given_validation_set(validation_judgments, judgments, documents, settings.threshold, collection)
+        validation = _given_validation_set(validation_judgments, judgments, documents, settings.threshold, collection.log)
     training = _training_data(judgments, documents, loss, settings)
     student = SentenceTransformer(str(base_path), local_files_only=True)
     loss_module = _loss(loss, student, loss_options)
@@ -374,9 +375,9 @@ def train(
 
 
 def _given_validation_set(path: Path | str, training: list, documents: Mapping[str, Document], threshold: int,
-                          collection: Collection) -> ValidationSet:
+                          log: ProblemLog) -> ValidationSet:
     """The validation set read from its own judgments file; a query trained on too is a clear error."""
-    judgments = read_judgments(path, set(documents), collection.log)
+    judgments = read_judgments(path, set(documents), log)
     shared = sorted({j.query_id for j in judgments} & {j.query_id for j in training})
     if shared:
         raise GradirError(f"{path}: {len(shared)} validation queries are also training queries "
