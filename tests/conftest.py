@@ -97,6 +97,7 @@ types_per_passage = 0
 attempts = 2
 [mine]
 top_k = 3
+validation_top_k = 4
 [train]
 loss = "{loss}"
 max_steps = 4

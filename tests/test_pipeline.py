@@ -17,6 +17,7 @@ from conftest import run_cli
 from gradir.pipeline import STAGE_NAMES, load_config, render_config
 from gradir.pipeline.config import PipelineConfig
 from gradir.pipeline.plan import CALLS_PER_QUERY
+from gradir.training.validation import held_out_groups
 
 # The first test here may make the shared reference run (several minutes on 2 busy cores).
 pytestmark = pytest.mark.timeout(1500)
@@ -50,6 +51,16 @@ def test_every_stage_runs_and_the_outputs_agree(finished_run, scifact_slice: Pat
     assert check["queries"] == 2 and check["pairs"] == 20 and 0.0 <= check["ndcg@10_reranked"] <= 1.0
     assert grading["llm_calls"] + grading["cache_hits"] == len(pairs) + check["pairs"]
     assert stages["train"]["summary"]["steps"] == 4
+    # The queries train holds out (20% of the 4 passages: one passage's) are mined deeper than the others.
+    defaults = PipelineConfig()
+    held = held_out_groups({q["source_doc_id"] for q in kept}, share=defaults.train.validation_share, seed=defaults.run.seed)
+    held_queries = {q["query_id"] for q in kept if q["source_doc_id"] in held}
+    ranks = {q["query_id"]: {p["rank"] for p in pairs if p["query_id"] == q["query_id"] and not p["is_source"]} for q in kept}
+    assert held_queries and max(max(ranks[q]) for q in held_queries) == 4  # mine.validation_top_k = 4
+    assert all(max(ranks[q]) <= 3 for q in ranks if q not in held_queries)  # mine.top_k = 3
+    assert stages["mine"]["summary"]["validation_queries"] == len(held_queries)
+    validation = json.loads((run / "model" / "training.json").read_text())["selection"]["validation"]
+    assert 0 < validation["queries"] <= len(held_queries) and validation["groups"] == 1
     # The plan printed before the LLM stages: 4 passages × 2 types, 3 mined candidates, at most 4 steps.
     plan = {row["stage"]: row for row in summary["plan"]["stages"]}
     assert plan["generate"]["work"] == "8 query slots" and plan["generate"]["llm_calls"] >= 8
@@ -213,11 +224,13 @@ def test_init_writes_every_setting_with_its_default(tmp_path: Path, scifact_slic
 
 
 def test_mine_keys_added_later_leave_earlier_runs_fingerprints_alone(tmp_path: Path, scifact_slice: Path) -> None:
-    assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 8, "skip_top": 0}
+    # validation_top_k counts always: runs mined before it judged their held-out queries at top_k only
+    assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 8, "skip_top": 0, "validation_top_k": 20}
     path = tmp_path / "gradir.toml"
     path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nkeep_source = false\nrelative_margin = 0.05\n')
     assert load_config(path).mine.fingerprint() == {
-        "retriever": "dense", "top_k": 8, "skip_top": 0, "keep_source": False, "relative_margin": 0.05,
+        "retriever": "dense", "top_k": 8, "skip_top": 0, "validation_top_k": 20, "keep_source": False,
+        "relative_margin": 0.05,
     }
     path.write_text(f'[run]\ncollection = "{scifact_slice}"\n[mine]\nrelative_margin = 1.5\n')
     with pytest.raises(Exception, match="relative_margin"):

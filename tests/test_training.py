@@ -297,6 +297,34 @@ def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_p
     assert f"(step {selection['chosen_step']}) | θ_tuned |" in card  # the checkpoint the interpolations start from
 
 
+def test_held_out_groups_are_drawn_among_all_groups_and_no_group_is_on_both_sides() -> None:
+    """With query groups (a synthetic query's source passage) the draw is among all the groups,
+    judged or not, so the pipeline's mine stage draws the same ones before grading; a group is on
+    one side only, and a held-out query that cannot score is on neither."""
+    from gradir.collections.records import Document
+    from gradir.grading.judgments import Judgment
+    from gradir.training.validation import held_out_groups, hold_out
+
+    documents = {f"d{i}": Document(f"d{i}", f"passage {i}") for i in range(40)}
+    groups = {f"q{i}": f"d{i // 2}" for i in range(40)}  # 2 queries per passage; passages d0..d19
+    # judged: every query but those of passages d15..d19 (never graded); q1, q3, ... find nothing relevant
+    judged = [q for q in groups if int(q[1:]) < 30]
+    judgments = [Judgment(q, f"text {q}", groups[q], 0 if int(q[1:]) % 2 else 2, 0.5, "test", 0.0) for q in judged]
+    judgments += [Judgment(q, f"text {q}", "d39", 0, 0.1, "test", 0.0) for q in judged]
+    held = held_out_groups(groups.values(), share=0.25, seed=3)
+    assert len(held) == 5 and held == held_out_groups(reversed(list(groups.values())), share=0.25, seed=3)
+    assert held - {groups[q] for q in judged}  # the draw took a passage none of whose queries was graded
+    training, validation = hold_out(judgments, documents, share=0.25, groups=groups, threshold=1, seed=3)
+    held_queries = {q for q in judged if groups[q] in held}
+    assert {j.query_id for j in training} == set(judged) - held_queries
+    assert set(validation.queries) == {q for q in held_queries if int(q[1:]) % 2 == 0}  # the ones that can score
+    assert validation.groups == len({groups[q] for q in validation.queries})
+    assert all(validation.qrels[q] == {groups[q]: 2, "d39": 0} for q in validation.queries)
+    # without groups each judged query that can score is a group of its own, drawn among those alone
+    _, alone = hold_out(judgments, documents, share=0.25, threshold=1, seed=3)
+    assert set(alone.queries) == held_out_groups([q for q in judged if int(q[1:]) % 2 == 0], share=0.25, seed=3)
+
+
 def test_validation_ranks_each_held_out_query_s_judged_documents_only(tmp_path: Path) -> None:
     """The score is nDCG@10 of the condensed list: the model's ranking of the whole corpus with the
     documents a query has no judgment for removed (computed here through the evaluation's own search)."""

@@ -87,7 +87,8 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
     option("validation_judgments", Optional[Path], "--validation-judgments", default=None,
            help="Judgments of other queries to choose with instead of a held-out share (e.g. a few labelled queries)."),
     option("query_groups", Optional[Path], "--query-groups", default=None,
-           help="JSON object: query id -> group (e.g. source passage); a group is held out whole."),
+           help="JSON object: query id -> group (e.g. source passage); a group is held out whole, drawn among "
+                "all the groups in it (as the pipeline draws them before grading)."),
     option("documents", Optional[Path], "--documents", default=None,
            help="Synthetic documents the judgments name besides the corpus (a corpus-format file)."),
     SEED,

@@ -159,6 +159,12 @@ class MineSection(Section):
         None, gt=0, lt=1, description="dense: keep candidates scoring below the source's score x (1 - this)"
     )
 
+    validation_top_k: int = Field(
+        20, ge=1,
+        description="the queries train holds out for validation: candidates retrieved per query, every rank, no margins "
+        "(selection can only credit what is judged; 20 against 8: benchmarks/RESULTS.md)",
+    )
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the mine stage's fingerprint; the keys added later count only when set (earlier runs stay valid)."""
         return self.dump_for_fingerprint({"keep_source": True, "absolute_margin": None, "relative_margin": None})

@@ -153,7 +153,8 @@ def plan_run(
     slots = passages * min(types, len(generate.types)) * generate.per_passage
     kept = math.ceil(slots * (KEPT_SHARE if config.filter.enabled else 1.0))
     written_documents = kept * len(config.documents.levels) if config.documents.enabled else 0
-    pairs = kept * (config.mine.top_k + 1) + written_documents
+    held_out = math.ceil(kept * train.validation_share)  # queries mined to mine.validation_top_k instead
+    pairs = kept * (config.mine.top_k + 1) + held_out * (config.mine.validation_top_k - config.mine.top_k) + written_documents
     check_pairs = grade.check_queries * CHECK_PAIRS_PER_QUERY
     llm_grades = grade.grader in ("llm", "likelihood")
     steps = math.ceil(math.ceil(kept * POSITIVES_PER_QUERY / train.batch_size) * train.epochs)
@@ -181,7 +182,8 @@ def plan_run(
          else "off", 0, encode_uncached if config.filter.enabled else 0.0),
         ("documents", f"{written_documents} documents" if written_documents else "off", written_documents,
          written_documents * timings.query),
-        ("mine", f"top {config.mine.top_k} for ~{kept} queries" + ("" if config.filter.enabled else f"; {encoded}"), 0,
+        ("mine", f"top {config.mine.top_k} for ~{kept - held_out} queries, top {config.mine.validation_top_k} for "
+         f"~{held_out} held out" + ("" if config.filter.enabled else f"; {encoded}"), 0,
          0.0 if config.filter.enabled else encode_uncached),
         ("grade", grade_work + (f" + {check_pairs} check pairs" if check_pairs else ""),
          grade_calls + check_pairs if llm_grades else 0, (grade_calls + check_pairs) * timings.pair),

@@ -154,7 +154,16 @@ def mine(ctx: Context) -> dict[str, Any]:
     from gradir.synth.stage import mine_stage
 
     return mine_stage(ctx.path(KEPT), ctx.collection.documents, ctx.config.mine, ctx.encoder(),
-                      ctx.config.index.approximate(), ctx.path(PAIRS))
+                      ctx.config.index.approximate(), ctx.path(PAIRS), held_out=_held_out_queries(ctx))
+
+
+def _held_out_queries(ctx: Context) -> set[str]:
+    """The kept queries the train stage will hold out for validation: the same draw of source passages."""
+    from gradir.training.validation import held_out_groups
+
+    sources = _source_passages(ctx)
+    held = held_out_groups(sources.values(), share=ctx.config.train.validation_share, seed=ctx.config.run.seed)
+    return {query for query, passage in sources.items() if passage in held}
 
 
 def synthetic_documents(ctx: Context) -> dict[str, Document]:
@@ -395,7 +404,8 @@ STAGES: tuple[Stage, ...] = (
           (DOCUMENTS,), description="writing documents at relevance levels"),
     # "pair_scores": mined pairs carry each candidate's BM25 score too (runs mined before it mine again)
     Stage("mine", mine, ("filter",),
-          lambda c: {**c.mine.fingerprint(), **_encoding(c), **c.index.fingerprint(), "pair_scores": "retriever+bm25"},
+          lambda c: {**c.mine.fingerprint(), **_encoding(c), **c.index.fingerprint(), "pair_scores": "retriever+bm25",
+                     "held_out": {"share": c.train.validation_share, "seed": c.run.seed}},
           (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,17 +147,40 @@ def documents_stage(queries_path: Path, settings: DocumentsSection, client: LLMC
 
 def mine_stage(
     queries_path: Path, documents: Mapping[str, Document], settings: MineSection, encoder: Encoder | None,
-    approximate: ApproximateSearch, out: Path,
+    approximate: ApproximateSearch, out: Path, held_out: Set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The candidate documents of each query (the pairs a grader judges), with retriever and BM25 scores."""
+    """The candidate documents of each query (the pairs a grader judges), with retriever and BM25 scores.
+
+    The ``held_out`` queries (those training will hold out for validation) get the base
+    model's top ``validation_top_k``, every rank and no margins: a validation query's judged
+    documents are all selection can credit, so they go deeper than a training query's.
+    """
     from gradir.retrieval.mining import mine_candidates
 
     queries = read_queries_of(queries_path, documents)
-    candidates = mine_candidates(
-        {q.query_id: Query(q.query_id, q.text) for q in queries}, {q.query_id: q.source_doc_id for q in queries},
-        documents, retriever=settings.retriever, top_k=settings.top_k, skip_top=settings.skip_top,
-        keep_source=settings.keep_source, absolute_margin=settings.absolute_margin,
-        relative_margin=settings.relative_margin, encoder=encoder, approximate=approximate,
-    )
+    common = {"retriever": settings.retriever, "keep_source": settings.keep_source, "encoder": encoder,
+              "approximate": approximate}
+    training = [q for q in queries if q.query_id not in held_out]
+    validation = [q for q in queries if q.query_id in held_out]
+    mined = mine_candidates(
+        _query_records(training), _sources(training), documents, top_k=settings.top_k, skip_top=settings.skip_top,
+        absolute_margin=settings.absolute_margin, relative_margin=settings.relative_margin, **common,
+    ) if training else []
+    if validation:
+        mined += mine_candidates(_query_records(validation), _sources(validation), documents,
+                                 top_k=settings.validation_top_k, **common)
+    by_query: dict[str, list] = {}
+    for candidate in mined:
+        by_query.setdefault(candidate.query_id, []).append(candidate)
+    candidates = [c for q in queries for c in by_query.get(q.query_id, [])]  # in the queries' order
     write_table(out, [asdict(c) for c in candidates])
-    return {"written": len(candidates), "queries": len(queries), "retriever": settings.retriever}
+    return {"written": len(candidates), "queries": len(queries), "retriever": settings.retriever,
+            "validation_queries": len(validation), "validation_top_k": settings.validation_top_k}
+
+
+def _query_records(queries: list[SyntheticQuery]) -> dict[str, Query]:
+    return {q.query_id: Query(q.query_id, q.text) for q in queries}
+
+
+def _sources(queries: list[SyntheticQuery]) -> dict[str, str]:
+    return {q.query_id: q.source_doc_id for q in queries}

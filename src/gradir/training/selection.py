@@ -107,7 +107,8 @@ def undecided_sentence(selection: dict[str, Any]) -> str:
     """What an undecided selection means and what gives the validation set resolution."""
     remedy = ("More validation queries, or more judged documents per query, give it"
               if selection["validation"].get("file") else
-              "More held-out queries or more graded candidates per query (generate.passages, mine.top_k) give it")
+              "More held-out queries or more graded candidates per held-out query "
+              "(generate.passages, mine.validation_top_k) give it")
     return (f"every model scored what the base scored (nDCG@10 {selection['base']:.4f} on "
             f"{validation_source(selection['validation'])}), so the "
             f"validation set cannot tell them apart and the output is the base model, unchanged. {remedy} "

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,20 @@ class ValidationSet:
         return score_run(self.qrels, run)[0]["ndcg@10"]
 
 
+def held_out_groups(groups: Iterable[str], *, share: float = DEFAULT_VALIDATION_SHARE, seed: int = 0) -> set[str]:
+    """The groups held out for validation: ``share`` of them (at least 1, and never all), drawn with ``seed``.
+
+    A pure function of the group ids, so the pipeline draws the same groups before grading
+    (its mine stage retrieves their candidates deeper, ``mine.validation_top_k``) as the
+    train stage does after it. Empty when ``share`` is 0 or there are fewer than 2 groups.
+    """
+    ordered = sorted(set(groups))
+    if share <= 0 or len(ordered) < 2:
+        return set()
+    count = min(len(ordered) - 1, max(1, round(share * len(ordered))))
+    return set(random.Random(seed).sample(ordered, count))
+
+
 def hold_out(
     judgments: list[Judgment],
     documents: Mapping[str, Document],
@@ -89,28 +103,34 @@ def hold_out(
 ) -> tuple[list[Judgment], ValidationSet | None]:
     """Split off ``share`` of the query groups; return the training judgments and the validation set.
 
-    ``groups`` maps a query id to its group (a synthetic query's source passage); queries
-    without one form a group of their own. Only queries with a judged document of grade
-    ``threshold`` or more can be held out (the others cannot score). None when fewer than
-    two groups qualify (nothing would be left to train on or to validate with).
+    With ``groups`` (a query id -> group map, e.g. each synthetic query's source passage; a
+    judged query not in it is a group of its own), the held-out groups are
+    :func:`held_out_groups` of all the groups, whether judged or not, so that they can be
+    chosen before grading; a held-out query without a judged
+    document of grade ``threshold`` or more cannot score and is left out of the validation
+    set (and out of training). Without it, each judged query is its own group and the draw is
+    among the queries that can score. None when nothing would be left to train on or to
+    validate with.
     """
     by_query: dict[str, list[Judgment]] = defaultdict(list)
     for judgment in judgments:
         by_query[judgment.query_id].append(judgment)
-    group_of = {qid: (groups or {}).get(qid, f"query:{qid}") for qid in by_query}
-    members: dict[str, list[str]] = defaultdict(list)
-    for qid in sorted(by_query):
-        members[group_of[qid]].append(qid)
-    eligible = sorted(
-        g for g, qids in members.items() if any(j.grade >= threshold for q in qids for j in by_query[q])
-    )
-    if share <= 0 or len(eligible) < 2:
+    if groups is not None:
+        group_of = {qid: groups.get(qid, f"query:{qid}") for qid in by_query}  # a query not in the map: its own group
+        held_groups = held_out_groups({*groups.values(), *group_of.values()}, share=share, seed=seed)
+        held = {qid for qid, group in group_of.items() if group in held_groups}
+        scoring = {qid for qid in held if any(j.grade >= threshold for j in by_query[qid])}
+        if not scoring or held == set(by_query):
+            return judgments, None
+        training = [j for j in judgments if j.query_id not in held]
+        validation = [j for q in sorted(scoring) for j in by_query[q]]
+        return training, _validation_set(validation, documents, len({group_of[q] for q in scoring}))
+    eligible = sorted(q for q, judged in by_query.items() if any(j.grade >= threshold for j in judged))
+    held = held_out_groups(eligible, share=share, seed=seed)
+    if not held:
         return judgments, None
-    count = min(len(eligible) - 1, max(1, round(share * len(eligible))))
-    held_groups = set(random.Random(seed).sample(eligible, count))
-    held = {qid for g in held_groups for qid in members[g]}
     training = [j for j in judgments if j.query_id not in held]
-    return training, _validation_set([j for q in sorted(held) for j in by_query[q]], documents, len(held_groups))
+    return training, _validation_set([j for q in sorted(held) for j in by_query[q]], documents, len(held))
 
 
 def validation_set(judgments: list[Judgment], documents: Mapping[str, Document], *, threshold: int = 1) -> ValidationSet | None:
