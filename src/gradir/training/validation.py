@@ -106,11 +106,10 @@ def hold_out(
     With ``groups`` (a query id -> group map, e.g. each synthetic query's source passage; a
     judged query not in it is a group of its own), the held-out groups are
     :func:`held_out_groups` of all the groups, whether judged or not, so that they can be
-    chosen before grading; a held-out query without a judged
-    document of grade ``threshold`` or more cannot score and is left out of the validation
-    set (and out of training). Without it, each judged query is its own group and the draw is
-    among the queries that can score. None when nothing would be left to train on or to
-    validate with.
+    chosen before grading; a held-out query without a judged document of grade ``threshold``
+    or more cannot score and is left out of the validation set (and out of training).
+    Without it, each judged query is its own group and the draw is among the queries that
+    can score. None when nothing would be left to train on or to validate with.
     """
     by_query: dict[str, list[Judgment]] = defaultdict(list)
     for judgment in judgments:
