@@ -22,7 +22,9 @@ the shared LLM and embedding caches make repeated calls free. Rows: the referenc
 (configs/demo-scifact.toml: the five query types in rotation, round-trip filter, mined
 candidates graded by query likelihood fused with the retriever's and BM25's scores, BiXSE), the
 labels from the likelihood alone, from the two retrievers alone (the LLM's weight 0), softer labels (temperature 2 standard deviations: a
-mined candidate 2.2 below the source, the typical gap, gets p ≈ 0.33), the other four losses on the same
+mined candidate 2.2 below the source, the typical gap, gets p ≈ 0.33), the held-out validation queries
+labelled without the base model's dense score (``grade.validation_retriever_weight = 0``: only the
+selection can change), the other four losses on the same
 judgments (Wasserstein in both forms), BiXSE for 4, 8 and 20 epochs instead of 2, at
 learning rates 5e-5 and 1e-4 instead of 2e-5, and without the validation hold-out, and one ablation per row:
 
@@ -78,6 +80,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "likelihood alone (no retriever or BM25 fusion)": {"grade": {"retriever_weight": 0.0, "bm25_weight": 0.0}},
     "retrievers alone (0.5 dense + 0.5 BM25, no LLM share)": {"grade": {"retriever_weight": 0.5, "bm25_weight": 0.5}},
     "fused, label temperature 2": {"grade": {"temperature": 2.0}},
+    "validation grades without the base model's score": {"grade": {"validation_retriever_weight": 0.0}},
     "infonce": {"train": {"loss": "infonce"}},
     "wasserstein": {"train": {"loss": "wasserstein"}},
     "listwise_kl": {"train": {"loss": "listwise_kl"}},

@@ -89,6 +89,29 @@ def test_llm_grades_sum_to_one_and_come_only_from_label_tokens(client: LLMClient
     assert result.relabelled_negatives == sum(by_doc[d].grade >= 2 for d in ("inject_1", "inject_2", "plain"))
 
 
+def test_held_out_queries_are_labelled_without_the_retrievers_share(client: LLMClient) -> None:
+    """Validation queries' grades leave the base model's score out; the training queries' grades keep it."""
+    documents = {
+        "bone": Document("bone", "Vitamin D supplementation increases bone mineral density in older adults."),
+        "statin": Document("statin", "Statins lower LDL cholesterol and the risk of heart attack."),
+        "fruit": Document("fruit", "Bananas are yellow fruit grown in the tropics."),
+    }
+    queries = {"train": "does vitamin d increase bone density", "held": "do statins lower cholesterol"}
+    retriever = {"bone": 0.9, "statin": 0.1, "fruit": 0.5}  # the base model's scores, far from the likelihood's order
+    bm25 = {"bone": 3.0, "statin": 2.0, "fruit": 0.5}
+    pairs = [Pair(qid, text, did, False, retriever[did], bm25[did]) for qid, text in queries.items() for did in documents]
+    graded = grade_pairs(pairs, documents, "likelihood", client=client, retriever_weight=0.3, bm25_weight=0.3,
+                         held_out={"held"}, held_out_retriever_weight=0.0)
+    assert not graded.failures and len(graded.judgments) == 6
+    for qid, weight in (("train", 0.3), ("held", 0.0)):
+        rows = [j for j in graded.judgments if j.query_id == qid]
+        fused = fused_scores([qid] * 3, [j.score for j in rows],
+                             [(weight, [retriever[j.doc_id] for j in rows]), (0.3, [bm25[j.doc_id] for j in rows])])
+        assert [(j.p_relevant, j.grade) for j in rows] == [pytest.approx(label) for label in labels_from_scores([qid] * 3, fused)]
+        fusion = "+retriever:0.3+bm25:0.3" if weight else "+bm25:0.3"
+        assert all(j.grader == f"likelihood:{client.model_id}{fusion}" for j in rows)
+
+
 def test_cross_encoder_scores_are_normalised_between_percentiles() -> None:
     scores = np.concatenate([np.linspace(-5, 5, 99), [100.0]])
     normalised = normalise_scores(scores)

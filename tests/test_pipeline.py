@@ -223,7 +223,10 @@ def test_init_writes_every_setting_with_its_default(tmp_path: Path, scifact_slic
     assert render_config(loaded).count("[") >= len(PipelineConfig.model_fields)
 
 
-def test_mine_keys_added_later_leave_earlier_runs_fingerprints_alone(tmp_path: Path, scifact_slice: Path) -> None:
+def test_keys_added_later_leave_earlier_runs_fingerprints_alone(tmp_path: Path, scifact_slice: Path) -> None:
+    grade = PipelineConfig().grade
+    assert "validation_retriever_weight" not in grade.fingerprint()
+    assert grade.model_copy(update={"validation_retriever_weight": 0.0}).fingerprint()["validation_retriever_weight"] == 0.0
     # validation_top_k counts always: runs mined before it judged their held-out queries at top_k only
     assert PipelineConfig().mine.fingerprint() == {"retriever": "dense", "top_k": 8, "skip_top": 0, "validation_top_k": 20}
     path = tmp_path / "gradir.toml"

@@ -17,6 +17,7 @@ when ``bm25_weight`` > 0.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,11 +106,16 @@ def grade_pairs(
     likelihood_prompt: str | None = None,
     retriever_weight: float = 0.0,
     bm25_weight: float = 0.0,
+    held_out: Set[str] = frozenset(),
+    held_out_retriever_weight: float | None = None,
 ) -> Grading:
     """Judgments of ``pairs`` by one grader; ``max_passage_tokens`` None keeps each LLM grader's default.
 
     ``retriever_weight`` and ``bm25_weight`` fuse the likelihood grader's score with the
     pairs' retriever and BM25 scores before labelling (:func:`gradir.grading.likelihood.fused_scores`).
+    The ``held_out`` queries (the validation queries of training) are labelled with
+    ``held_out_retriever_weight`` instead of ``retriever_weight`` when it is given: at 0 the
+    base model's own score stays out of the grades its tuned versions are compared with it on.
     """
     if grader == "likelihood":
         if client is None:
@@ -124,21 +130,17 @@ def grade_pairs(
                 result.failures[error] += 1
             else:
                 kept.append((pair, score))
-        query_ids = [p.query_id for p, _ in kept]
-        label_scores = [s for _, s in kept]
         name = f"likelihood:{client.model_id}"
-        if retriever_weight > 0 or bm25_weight > 0:
-            label_scores = fused_scores(query_ids, label_scores, [
-                (retriever_weight, [p.retriever_score for p, _ in kept]),
-                (bm25_weight, [p.bm25_score for p, _ in kept]),
-            ])
-            fusion = (("retriever", retriever_weight), ("bm25", bm25_weight))
-            name += "".join(f"+{signal}:{w:g}" for signal, w in fusion if w)
-        labels = labels_from_scores(query_ids, label_scores, temperature)
-        result.judgments = [
-            Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, name, score)
-            for (p, score), (prob, grade) in zip(kept, labels)
-        ]
+        if held_out_retriever_weight is None or held_out_retriever_weight == retriever_weight:
+            result.judgments = _likelihood_judgments(kept, name, temperature, retriever_weight, bm25_weight)
+        else:  # labels are per query, so the two groups are labelled apart and put back in the pairs' order
+            training = [i for i, (p, _) in enumerate(kept) if p.query_id not in held_out]
+            validation = [i for i, (p, _) in enumerate(kept) if p.query_id in held_out]
+            by_row = dict(zip(training, _likelihood_judgments([kept[i] for i in training], name, temperature,
+                                                              retriever_weight, bm25_weight)))
+            by_row.update(zip(validation, _likelihood_judgments([kept[i] for i in validation], name, temperature,
+                                                                held_out_retriever_weight, bm25_weight)))
+            result.judgments = [by_row[i] for i in range(len(kept))]
     elif grader == "llm":
         if client is None:
             raise GradirError("the llm grader needs an LLM (--llm)")
@@ -176,3 +178,20 @@ def grade_pairs(
     result.mined_negatives = len(negatives)
     result.relabelled_negatives = sum(graded_ids[p.query_id, p.doc_id].grade >= relevant_grade for p in negatives)
     return result
+
+
+def _likelihood_judgments(kept: list[tuple[Pair, float]], name: str, temperature: float, retriever_weight: float,
+                          bm25_weight: float) -> list[Judgment]:
+    """Judgments from (pair, query likelihood) rows: the labels of each query over its rows, fused as asked."""
+    query_ids = [p.query_id for p, _ in kept]
+    label_scores = [s for _, s in kept]
+    if retriever_weight > 0 or bm25_weight > 0:
+        label_scores = fused_scores(query_ids, label_scores, [
+            (retriever_weight, [p.retriever_score for p, _ in kept]),
+            (bm25_weight, [p.bm25_score for p, _ in kept]),
+        ])
+        fusion = (("retriever", retriever_weight), ("bm25", bm25_weight))
+        name += "".join(f"+{signal}:{w:g}" for signal, w in fusion if w)
+    labels = labels_from_scores(query_ids, label_scores, temperature)
+    return [Judgment(p.query_id, p.query_text, p.doc_id, grade, prob, name, score)
+            for (p, score), (prob, grade) in zip(kept, labels)]

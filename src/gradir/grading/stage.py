@@ -11,7 +11,7 @@ summary of what happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,13 +35,18 @@ class GradedPairs:
     balance_documents: list[dict[str, Any]] = field(default_factory=list)
 
 
-def pair_grader(settings: GradeSection, documents: dict[str, Document], client: LLMClient | None) -> Callable[[list[Pair]], Grading]:
-    """The configured grader as a function of a list of pairs (the grader check calls it too)."""
+def pair_grader(settings: GradeSection, documents: dict[str, Document], client: LLMClient | None,
+                held_out: Set[str] = frozenset()) -> Callable[[list[Pair]], Grading]:
+    """The configured grader as a function of a list of pairs (the grader check calls it too).
+
+    ``held_out``: the queries training holds out for validation, labelled with
+    ``settings.validation_retriever_weight`` where that is set.
+    """
     return lambda pairs: grade_pairs(
         pairs, documents, settings.grader, client=client, cross_encoder=settings.cross_encoder or None,
         samples=settings.samples, temperature=settings.temperature,
         max_passage_tokens=settings.max_passage_tokens or None, retriever_weight=settings.retriever_weight,
-        bm25_weight=settings.bm25_weight,
+        bm25_weight=settings.bm25_weight, held_out=held_out, held_out_retriever_weight=settings.validation_retriever_weight,
     )
 
 
@@ -52,13 +57,15 @@ def grade_stage(
     client: LLMClient | None,
     writer: LLMClient | None = None,
     seed: int = 0,
+    held_out: Set[str] = frozenset(),
 ) -> GradedPairs:
     """Grade ``pairs``, raise each source passage to ``settings.source_floor``, and balance when asked.
 
     ``client`` grades (None for the cross-encoder and unverified graders); ``writer`` is
-    the LLM that writes documents for under-represented grades (``settings.balance``).
+    the LLM that writes documents for under-represented grades (``settings.balance``);
+    ``held_out`` names the validation queries (see :func:`pair_grader`).
     """
-    result = pair_grader(settings, documents, client)(pairs)
+    result = pair_grader(settings, documents, client, held_out)(pairs)
     judgments = with_source_floor(result.judgments, pairs, settings.source_floor)
     summary: dict[str, Any] = {
         "grader": settings.grader, "pairs": len(pairs), "histogram": result.histogram(),
@@ -85,7 +92,7 @@ def grade_stage(
 
 def grade_to_files(
     pairs: list[Pair], documents: dict[str, Document], settings: GradeSection, client: LLMClient | None,
-    writer: LLMClient | None, seed: int, out: Path, balance_out: Path,
+    writer: LLMClient | None, seed: int, out: Path, balance_out: Path, held_out: Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """:func:`grade_stage`, then the judgments written to ``out`` and the balancing's documents to ``balance_out``.
 
@@ -95,7 +102,7 @@ def grade_to_files(
     from gradir.grading.judgments import write_judgments
     from gradir.tables import write_table
 
-    graded = grade_stage(pairs, documents, settings, client, writer, seed=seed)
+    graded = grade_stage(pairs, documents, settings, client, writer, seed=seed, held_out=held_out)
     if settings.balance:
         write_table(balance_out, graded.balance_documents)
         graded.summary["balance"]["documents"] = str(balance_out)

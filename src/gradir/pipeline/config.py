@@ -190,6 +190,10 @@ class GradeSection(Section):
     bm25_weight: float = Field(
         0.3, ge=0, le=1, description="likelihood: weight w_b of the candidate's z-scored BM25 score in the label"
     )
+    validation_retriever_weight: float | None = Field(
+        None, ge=0, le=1, description="likelihood: w_r in the labels of the queries held out for validation; "
+        "0 keeps the base model's own score out of the grades the tuned model is chosen on; unset: retriever_weight"
+    )
     max_passage_tokens: int = Field(0, ge=0, description="passage tokens the grader reads; 0: the grader's default (likelihood 128, llm 400)")
     cross_encoder: str = Field("", description="local CrossEncoder folder (grader = \"cross-encoder\")")
     samples: int = Field(0, ge=0, description="no logprobs from the LLM: average this many sampled answers")
@@ -201,6 +205,10 @@ class GradeSection(Section):
     )
     balance: bool = Field(False, description="ask the LLM for documents at under-represented middle grades")
     budget: int = Field(100, ge=0, description="generations the balancing may spend")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings in the grade stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
+        return self.dump_for_fingerprint({"validation_retriever_weight": None})
 
 
 class TrainSection(Section):
@@ -312,6 +320,10 @@ class PipelineConfig(Section):
         if self.grade.retriever_weight + self.grade.bm25_weight > 1:
             problems.append((("grade", "bm25_weight"), f"{self.grade.bm25_weight} + grade.retriever_weight = "
                              f"{self.grade.retriever_weight} is more than 1 (the likelihood's weight is 1 minus both)"))
+        held_out_weight = self.grade.validation_retriever_weight
+        if held_out_weight is not None and held_out_weight + self.grade.bm25_weight > 1:
+            problems.append((("grade", "validation_retriever_weight"), f"{held_out_weight} + grade.bm25_weight = "
+                             f"{self.grade.bm25_weight} is more than 1 (the likelihood's weight is 1 minus both)"))
         if self.grade.balance and self.grade.grader != "llm":
             problems.append((("grade", "balance"), 'balancing needs grade.grader = "llm"'))
         if self.mine.skip_top >= self.mine.top_k:

@@ -193,8 +193,9 @@ def grade(ctx: Context) -> dict[str, Any]:
     pairs, documents = pairs_to_grade(ctx, written)
     client = ctx.grade_client() if settings.grader in LLM_GRADERS else None
     mark = client.usage_mark() if client else None
+    held_out = _held_out_queries(ctx) if settings.validation_retriever_weight is not None else frozenset()
     summary = grade_to_files(pairs, documents, settings, client, ctx.client() if settings.balance else None,
-                             ctx.config.run.seed, ctx.path(JUDGMENTS), ctx.path(BALANCE_DOCUMENTS))
+                             ctx.config.run.seed, ctx.path(JUDGMENTS), ctx.path(BALANCE_DOCUMENTS), held_out)
     if settings.check_queries:
         summary["check"] = _check_grader(ctx, client)
     if client is not None:
@@ -409,7 +410,7 @@ STAGES: tuple[Stage, ...] = (
           (PAIRS,), uses_model=True,
           description="mining candidate documents"),
     Stage("grade", grade, ("mine", "documents"),
-          lambda c: {**c.grade.model_dump(), **(_llm_settings(c) if c.grade.grader in ("llm", "likelihood") else {}),
+          lambda c: {**c.grade.fingerprint(), **(_llm_settings(c) if c.grade.grader in ("llm", "likelihood") else {}),
                      "seed": c.run.seed},
           (JUDGMENTS,), description="grading the pairs 0-3"),
     Stage("train", train_model, ("grade",),
