@@ -25,6 +25,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from gradir.pipeline.config import MineSection
 from results_file import append_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,8 @@ def main() -> None:
         "make demo (issue 6 main job)",
         "python benchmarks/demo.py",
         "A fresh clone of HEAD, `make demo` twice, empty caches. Config: configs/demo-scifact.toml "
-        f"({demo['generate']['passages']} passages, one query each, {demo['mine']['top_k']} mined candidates graded "
+        f"({demo['generate']['passages']} passages, one query each, {demo['mine']['top_k']} mined candidates "
+        f"({demo['mine'].get('validation_top_k', MineSection().validation_top_k)} for the held-out validation queries) graded "
         "by SmolLM2-135M, BiXSE two epochs, evaluation on the full SciFact test split).",
         table,
     )
