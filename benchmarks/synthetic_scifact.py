@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
 REFERENCE = "reference (demo config)"
 DEFAULT_CONFIG = ROOT / "configs" / "demo-scifact.toml"
+DEFAULT_WORK = ROOT / "benchmarks" / "work" / "synthetic_scifact"
 
 VARIANTS: dict[str, dict[str, dict]] = {
     REFERENCE: {},
@@ -110,7 +111,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--passages", type=int, help="sample this many passages instead of the config's generate.passages")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat every run per seed (run.seed); default: the config's seed only")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "synthetic_scifact")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
 
@@ -277,10 +278,13 @@ def record(table: str, args: argparse.Namespace, minutes: float) -> None:
         f"{' --config ' + shown(args.config) if args.config.resolve() != DEFAULT_CONFIG else ''}"
         f"{' --passages ' + str(args.passages) if args.passages else ''}"
         f"{' --seeds ' + ' '.join(map(str, args.seeds)) if args.seeds else ''}"
-        f"{' --variants ' + ' '.join(repr(v) for v in args.variants) if set(args.variants) != set(VARIANTS) else ''}",
+        f"{' --variants ' + ' '.join(repr(v) for v in args.variants) if set(args.variants) != set(VARIANTS) else ''}"
+        f"{' --work ' + shown(args.work) if args.work.resolve() != DEFAULT_WORK else ''}",
         f"Data: {shown(args.config)} ({passages} sampled SciFact passages, embedded SmolLM2-135M, no human label), "
-        f"evaluated on the full test split (300 queries, 5,183 documents). The min column is the time each variant "
-        f"took beyond its copy of the reference (reference row: the whole pipeline); this script took {minutes:.0f} min this time.",
+        f"evaluated on the full test split (300 queries, 5,183 documents). "
+        + ("" if args.seeds else "The min column is the time each variant took beyond its copy of the reference "
+           "(reference row: the whole pipeline). ")
+        + f"This script took {minutes:.0f} min this time.",
         table,
     )
 
