@@ -134,12 +134,10 @@ def grade_pairs(
         if held_out_retriever_weight is None or held_out_retriever_weight == retriever_weight:
             result.judgments = _likelihood_judgments(kept, name, temperature, retriever_weight, bm25_weight)
         else:  # labels are per query, so the two groups are labelled apart and put back in the pairs' order
-            training = [i for i, (p, _) in enumerate(kept) if p.query_id not in held_out]
-            validation = [i for i, (p, _) in enumerate(kept) if p.query_id in held_out]
-            by_row = dict(zip(training, _likelihood_judgments([kept[i] for i in training], name, temperature,
-                                                              retriever_weight, bm25_weight)))
-            by_row.update(zip(validation, _likelihood_judgments([kept[i] for i in validation], name, temperature,
-                                                                held_out_retriever_weight, bm25_weight)))
+            by_row: dict[int, Judgment] = {}
+            for in_held_out, weight in ((False, retriever_weight), (True, held_out_retriever_weight)):
+                rows = [i for i, (p, _) in enumerate(kept) if (p.query_id in held_out) == in_held_out]
+                by_row.update(zip(rows, _likelihood_judgments([kept[i] for i in rows], name, temperature, weight, bm25_weight)))
             result.judgments = [by_row[i] for i in range(len(kept))]
     elif grader == "llm":
         if client is None:
