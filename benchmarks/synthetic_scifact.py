@@ -26,7 +26,9 @@ mined candidate 2.2 below the source, the typical gap, gets p ≈ 0.33), the hel
 labelled without the base model's dense score (``grade.validation_retriever_weight = 0``: only the
 selection can change), the other four losses on the same
 judgments (Wasserstein in both forms), BiXSE for 4, 8 and 20 epochs instead of 2, at
-learning rates 5e-5 and 1e-4 instead of 2e-5, and without the validation hold-out, and one ablation per row:
+learning rates 5e-5 and 1e-4 instead of 2e-5, and without the validation hold-out, the labels
+read from the LLM's grade tokens 0-3 (``grade.grader = "llm"``: expected grade / 3, no fusion) at 2 and
+20 epochs, and one ablation per row:
 
 - ``one query type``: every passage gets a "question" query instead of the mix;
 - ``no round-trip filter``: every generated query is kept;
@@ -93,6 +95,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "bixse, learning rate 1e-4": {"train": {"learning_rate": 1e-4}},
     "bixse, learning rate 5e-5": {"train": {"learning_rate": 5e-5}},
     "bixse, no validation hold-out": {"train": {"validation_share": 0.0}},
+    "llm grade tokens": {"grade": {"grader": "llm"}},
+    "llm grade tokens, 20 epochs": {"grade": {"grader": "llm"}, "train": {"epochs": 20}},
     "one query type (question)": {"generate": {"types": ["question"]}},
     "hybrid mining (dense + BM25 candidates)": {"mine": {"retriever": "hybrid"}},
     "no round-trip filter": {"filter": {"enabled": False}},
