@@ -142,7 +142,8 @@ def run_variant(name: str, config: dict, work: Path) -> dict:
         return json.loads(done.read_text())
     reference = work / slug(REFERENCE)
     if name != REFERENCE and not out.exists():
-        shutil.copytree(reference, out, ignore=shutil.ignore_patterns("run.lock"))
+        # Without the reference's benchmark.json: a variant that crashes must not pass for done.
+        shutil.copytree(reference, out, ignore=shutil.ignore_patterns("run.lock", "benchmark.json"))
     start = time.perf_counter()
     result = gradir.run(config, out)
     minutes = (time.perf_counter() - start) / 60
