@@ -2,7 +2,7 @@
 
 Expected run time on 2 CPU cores: about 20 minutes for the reference run (the pipeline of
 configs/demo-scifact.toml: embedded SmolLM2-135M through llama.cpp, all-MiniLM-L6-v2, no
-human label anywhere), then 3 to 30 minutes per variant, about 2.5 hours in all. With
+human label anywhere), then 3 to 33 minutes per variant, about 3.5 hours in all. With
 ``--reference RUN`` (a finished ``make demo`` output and its cache) the reference is
 copied and costs nothing.
 
