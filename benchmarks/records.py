@@ -27,6 +27,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from gradir.atomic import atomic_path
+
 ROOT = Path(__file__).resolve().parent
 RECORDS = ROOT / "records"
 WORK = ROOT / "work"
@@ -55,10 +57,8 @@ def copy_records(source: Path, target: Path, *, overwrite: bool) -> tuple[int, i
         if destination.exists() and not overwrite:
             kept += 1
             continue
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = destination.with_name(destination.name + ".part")
-        shutil.copyfile(source / relative, temporary)
-        temporary.replace(destination)
+        with atomic_path(destination) as temporary:
+            shutil.copyfile(source / relative, temporary)
         copied += 1
     return copied, kept
 
