@@ -93,6 +93,8 @@ def parse_arguments() -> argparse.Namespace:
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
     parser.add_argument("--average-checkpoints", type=int, default=1,
                         help="also score the average of the k best-scoring checkpoints as a candidate (1: off)")
+    parser.add_argument("--positives-per-query", type=int, default=0,
+                        help="training rows per query at most, its highest grades first (0: one per positive)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="training precision (bf16: bfloat16 mixed precision, for CPUs with AMX or GPUs from Ampere on)")
     parser.add_argument(
@@ -138,6 +140,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
         settings["precision"] = args.precision
     if args.average_checkpoints != 1:  # nor --average-checkpoints
         settings["average_checkpoints"] = args.average_checkpoints
+    if args.positives_per_query:  # nor --positives-per-query
+        settings["positives_per_query"] = args.positives_per_query
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -213,6 +217,7 @@ def main() -> None:
                 settings = TrainSettings(
                     max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     list_size=args.list_size, seed=seed, save_steps=10_000, max_seq_length=args.max_seq_length,
+                    positives_per_query=args.positives_per_query,
                     threshold=args.threshold, validation_share=args.validation_share,
                     validate_every=args.validate_every,
                     precision=args.precision, average_checkpoints=args.average_checkpoints,
@@ -301,6 +306,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *([f"--validate-every {args.validate_every}"] if args.validate_every else []),
          *([f"--precision {args.precision}"] if args.precision != "fp32" else []),
          *([f"--average-checkpoints {args.average_checkpoints}"] if args.average_checkpoints != 1 else []),
+         *([f"--positives-per-query {args.positives_per_query}"] if args.positives_per_query else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.work.resolve() != DEFAULT_WORK:
@@ -315,7 +321,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
         f"Data: trained on NFCorpus {' + '.join(args.splits)} ({TRAINING_QUERIES[tuple(args.splits)]}, human-judged, "
         f"plus {args.negatives} mined grade-0 documents per query), {args.steps} steps of {args.batch_size} queries x {args.list_size} documents "
         f"({args.steps * args.batch_size} training lists per run"
-        f"{', bfloat16 mixed precision' if args.precision != 'fp32' else ''}), evaluated on the full test split (323 queries, "
+        f"{', bfloat16 mixed precision' if args.precision != 'fp32' else ''}"
+        f"{f', at most {args.positives_per_query} rows per query' if args.positives_per_query else ''}), evaluated on the full test split (323 queries, "
         f"3,633 documents); {len(args.seeds)} seeds; {args.validation_share:.0%} of the training queries held out for "
         f"choosing among base, tuned and their interpolations, each judged by the base model's top {args.validation_pool} "
         f"(human grade, else 0; queries with no relevant document there left out), as the pipeline judges its held-out queries"

@@ -2,7 +2,10 @@
 
 Every loss sees the same queries and positives: one row per judged document whose grade
 reaches ``threshold`` (a positive), that document first, then ``list_size - 1`` other
-documents of the same query. Which others depends on the loss:
+documents of the same query. ``positives_per_query`` caps a query's rows (its highest
+grades first, ties broken with the seed) so that queries with hundreds of positives do not
+outweigh the rest: the evaluation averages over queries, not over positives. Which others
+depends on the loss:
 
 - ``infonce``: documents judged below the threshold (the judgments binarised), sampled
   with the seed; the dataset has ``query, positive, negative_*``.
@@ -94,6 +97,15 @@ def _fillers(rng: random.Random, doc_ids: list[str], excluded: set[str], count: 
     return chosen + rng.sample(pool, count - len(chosen))
 
 
+def _capped_positives(rng: random.Random, judged: list[Judgment], threshold: int, cap: int) -> list[Judgment]:
+    """A query's positives; with ``cap`` > 0 at most ``cap`` of them, highest grade (then p_relevant) first."""
+    positives = [j for j in judged if j.grade >= threshold]
+    if cap == 0 or len(positives) <= cap:
+        return positives
+    rng.shuffle(positives)  # random among equal grades; the sort below is stable
+    return sorted(positives, key=lambda j: (-j.grade, -j.p_relevant))[:cap]
+
+
 def assemble_training_set(
     judgments: list[Judgment],
     documents: Mapping[str, Document],
@@ -102,6 +114,7 @@ def assemble_training_set(
     list_size: int = 4,
     threshold: int = DEFAULT_THRESHOLD,
     seed: int = 0,
+    positives_per_query: int = 0,
 ) -> TrainingSet:
     """The rows sentence-transformers' trainer passes to the loss, with the judged-pair table."""
     from datasets import Dataset
@@ -109,6 +122,8 @@ def assemble_training_set(
     threshold = resolve_threshold(judgments, threshold)
     if list_size < 1 or (loss == "margin_mse" and list_size < 2):
         raise GradirError(f"--list-size {list_size} is too small for {loss}")
+    if positives_per_query < 0:
+        raise GradirError(f"--positives-per-query {positives_per_query} must be 0 (all) or more")
     rng = random.Random(seed)
     by_query: dict[str, list[Judgment]] = defaultdict(list)
     for judgment in judgments:
@@ -131,7 +146,7 @@ def assemble_training_set(
     for qid in sorted(by_query):
         judged = by_query[qid]
         judged_ids = {j.doc_id for j in judged}
-        for positive in (j for j in judged if j.grade >= threshold):
+        for positive in _capped_positives(rng, judged, threshold, positives_per_query):
             if loss == "infonce":
                 others = rng.sample(pool := [j for j in judged if j.grade < threshold], min(list_size - 1, len(pool)))
             elif loss in TEACHER_RANKED_LOSSES:

@@ -77,6 +77,7 @@ class TrainSettings:
     list_size: int = 4
     threshold: int = DEFAULT_THRESHOLD
     seed: int = 0
+    positives_per_query: int = 0  # rows per query at most (its best positives); 0: one per positive
     mini_batch_size: int | None = None  # GradCache mini-batches (bi-encoders only); None: no caching
     save_steps: int = 50
     max_seq_length: int | None = None  # token limit while training; the saved model keeps its own
@@ -228,6 +229,7 @@ def _training_data(judgments: list, documents: Mapping[str, Document], layout: s
     training = assemble_training_set(
         judgments, documents, layout,
         list_size=settings.list_size, threshold=settings.threshold, seed=settings.seed,
+        positives_per_query=settings.positives_per_query,
     )
     rows = training.dataset.num_rows
     if rows < settings.batch_size:
