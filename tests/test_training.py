@@ -88,6 +88,21 @@ def test_listwise_lists_span_the_teacher_order_and_fillers_are_counted() -> None
     assert built.judged.matrix(torch.tensor([q1]), torch.tensor([d2]), torch.float64).item() == pytest.approx(0.7)
 
 
+def test_positives_per_query_keeps_a_query_s_highest_grades_and_leaves_smaller_queries_whole() -> None:
+    collection = load_collection(TINY)
+    judgments = [_judgment("q1", "d1", 1, 0.5), _judgment("q1", "d2", 3, 1.0), _judgment("q1", "d3", 2, 0.7),
+                 _judgment("q1", "d4", 1, 0.4), _judgment("q1", "d5", 0, 0.1), _judgment("q2", "d2", 3, 0.9)]
+    capped = assemble_training_set(judgments, collection.documents, "bixse", list_size=2, threshold=1,
+                                   positives_per_query=2)
+    # q1's four positives capped at its two best (grades 3 and 2); q2's one positive kept.
+    assert sorted(row[0] for row in capped.dataset["label"]) == pytest.approx([0.7, 0.9, 1.0])
+    assert capped.summary()["queries"] == 2
+    whole = assemble_training_set(judgments, collection.documents, "bixse", list_size=2, threshold=1)
+    assert whole.dataset.num_rows == 5
+    with pytest.raises(GradirError, match="--positives-per-query -1"):
+        assemble_training_set(judgments, collection.documents, "bixse", positives_per_query=-1)
+
+
 def test_a_list_longer_than_the_corpus_allows_is_a_clear_error() -> None:
     from gradir.errors import GradirError
 
