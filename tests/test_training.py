@@ -215,10 +215,12 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
     # mini-batches hand bfloat16 gradients back; the saved weights stay float32.
     result = run_cli("train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", tmp_path / "m",
                      "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1",
-                     "--precision", "bf16", "--json")
+                     "--precision", "bf16", "--threshold", "1", "--positives-per-query", "1", "--validation-share", "0", "--json")
     assert result.returncode == 0, result.stderr
-    settings = json.loads(result.stdout)["settings"]
+    summary = json.loads(result.stdout)
+    settings = summary["settings"]
     assert settings["mini_batch_size"] == 2 and settings["precision"] == "bf16"
+    assert summary["training_set"]["rows"] == 3  # four positives of grade >= 1, q2's two capped at one
     from safetensors.numpy import load_file
 
     assert {str(w.dtype) for w in load_file(tmp_path / "m" / "model.safetensors").values()} == {"float32"}
@@ -227,7 +229,8 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
 
     from gradir.pipeline.config import TrainSection
 
-    expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1, precision="bf16").trainer_settings(0))
+    expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1, precision="bf16",
+                                   positives_per_query=1, validation_share=0.0).trainer_settings(0))
     # The threshold is resolved from the judgments, the batch clipped to the tiny set; JSON has no tuples.
     for resolved in ("threshold", "batch_size", "alphas"):
         expected.pop(resolved)

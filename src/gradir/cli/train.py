@@ -65,6 +65,8 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
     _train_option("batch_size", int, "--batch-size", min=1, help=BATCH_HELP),
     _train_option("learning_rate", float, "--lr", name="lr", min=0.0, help=LR_HELP),
     _train_option("list_size", int, "--list-size", min=1, help=LIST_SIZE_HELP),
+    _train_option("positives_per_query", int, "--positives-per-query", min=0,
+                  help="Training rows per query at most, its highest grades first (0: one per positive)."),
     _train_option("threshold", int, "--threshold", min=0, help=THRESHOLD_HELP),
     option("mini_batch_size", Optional[int], "--mini-batch-size", default=None, min=1,
            help="GradCache: embed in mini-batches of this size, so a large batch fits in little memory."),
@@ -114,7 +116,7 @@ def train_command(o: Options) -> None:
             list_size=o.list_size, threshold=o.threshold, mini_batch_size=o.mini_batch_size or 0,
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
             validation_share=o.validation_share, validate_every=o.validate_every, precision=o.precision,
-            average_checkpoints=o.average_checkpoints,
+            average_checkpoints=o.average_checkpoints, positives_per_query=o.positives_per_query,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:

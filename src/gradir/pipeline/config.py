@@ -220,6 +220,11 @@ class TrainSection(Section):
     batch_size: int = Field(16, ge=1, description="queries per step and process")
     learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (linear warm-up over 10%)")
     list_size: int = Field(4, ge=1, description="documents per query in each example")
+    positives_per_query: int = Field(
+        0, ge=0,
+        description="training rows per query at most (its highest-graded positives), so queries with many positives "
+        "do not outweigh the rest; 0: one row per positive",
+    )
     threshold: int = Field(
         DEFAULT_THRESHOLD, ge=0, le=3,
         description="lowest grade that counts as a positive; 0: half the top grade, rounded up (2 of 0-3)",
@@ -254,7 +259,7 @@ class TrainSection(Section):
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
         # Runs made before `precision` existed trained in fp32.
-        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32", "average_checkpoints": 1}, exclude=frozenset({"launcher", "save_steps"}))
+        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32", "average_checkpoints": 1, "positives_per_query": 0}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
@@ -269,7 +274,7 @@ class TrainSection(Section):
             mini_batch_size=self.mini_batch_size or None, save_steps=self.save_steps,
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
             validation_share=self.validation_share, validate_every=self.validate_every, precision=self.precision,
-            average_checkpoints=self.average_checkpoints,
+            average_checkpoints=self.average_checkpoints, positives_per_query=self.positives_per_query,
         )
 
 
