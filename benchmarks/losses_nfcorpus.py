@@ -109,6 +109,11 @@ def parse_arguments() -> argparse.Namespace:
         "--measured-on", default=None, metavar="MACHINE",
         help="the machine line for RESULTS.md when the runs in --work were made elsewhere (e.g. the lent GPU)",
     )
+    parser.add_argument(
+        "--infonce-from", type=Path, default=None, metavar="WORK",
+        help="read the InfoNCE runs (same seeds) from this other --work folder, for 'Δ vs infonce' when this "
+             "recipe's change (e.g. --positives-per-query) was not run with InfoNCE; the table names the difference",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     args.splits = sorted(set(args.splits))  # one order (and one judgments file) whatever the order given
@@ -231,11 +236,39 @@ def main() -> None:
             scores = base if selection.get("output") == "base" else evaluated(collection, out, out)
             runs.setdefault(loss, []).append({**scores, "selection": selection})
             print(f"{loss} seed {seed}: nDCG@10 {runs[loss][-1]['metrics']['ndcg@10']:.4f}", flush=True)
+    if args.infonce_from is not None and "infonce" not in runs:
+        runs["infonce"] = borrowed_infonce_runs(args, collection, base)
     table = render_table(base, runs, args)
     minutes = (time.perf_counter() - started) / 60
     print(table)
     if not args.no_record:
         record(table, args, minutes, statistics.median(train_seconds) if train_seconds else 0.0)
+
+
+def borrowed_infonce_runs(args: argparse.Namespace, collection, base: dict) -> list[dict]:
+    """The InfoNCE runs of ``--infonce-from``, seed for seed, scored on the same test split as this folder's base."""
+    other = args.infonce_from
+    if json.loads((other / "base" / "eval.json").read_text())["metrics"] != base["metrics"]:
+        raise SystemExit(f"{other} was scored against another base model or test split than {args.work}")
+    borrowed = []
+    for seed in args.seeds:
+        out = other / f"infonce-seed{seed}"
+        if not (out / "training.json").is_file():
+            raise SystemExit(f"{other} has no finished InfoNCE run for seed {seed}")
+        selection = json.loads((out / "training.json").read_text()).get("selection") or {}
+        scores = base if selection.get("output") == "base" else evaluated(collection, out, out)
+        borrowed.append({**scores, "selection": selection})
+    return borrowed
+
+
+def borrowed_recipe_note(args: argparse.Namespace) -> str:
+    """Which settings the ``--infonce-from`` folder's recipe differs in from this one's."""
+    ours = json.loads((args.work / "settings.json").read_text())
+    theirs = json.loads((args.infonce_from / "settings.json").read_text())
+    changed = "; ".join(f"{k} {theirs.get(k, 'unset')} there, {ours.get(k, 'unset')} here"
+                        for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+    return (f"The infonce row is read from {os.path.relpath(os.path.abspath(args.infonce_from), ROOT)}, "
+            f"whose recipe differs from this one in: {changed or 'nothing'}.")
 
 
 def mean_per_query(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -290,7 +323,8 @@ def render_table(base: dict, runs: dict[str, list[dict]], args: argparse.Namespa
         recall = spread([r["metrics"]["recall@100"] for r in records])
         against_infonce = versus(None if loss == "infonce" else reference, records)
         lines.append(f"| {loss} | {ndcg} | {recall} |{versus(base_per_query, records)}{against_infonce} {chosen_alphas(records)} |")
-    return "\n".join(lines) + "\n\n" + validation_test_correlation(base["metrics"]["ndcg@10"], runs)
+    borrowed = f"\n\n{borrowed_recipe_note(args)}" if args.infonce_from is not None and "infonce" not in args.losses else ""
+    return "\n".join(lines) + "\n\n" + validation_test_correlation(base["metrics"]["ndcg@10"], runs) + borrowed
 
 
 def record(table: str, args: argparse.Namespace, minutes: float, median_train: float) -> None:
@@ -309,6 +343,8 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *([f"--positives-per-query {args.positives_per_query}"] if args.positives_per_query else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
+    if args.infonce_from is not None and "infonce" not in args.losses:
+        command += f" --infonce-from {os.path.relpath(os.path.abspath(args.infonce_from), ROOT)}"
     if args.work.resolve() != DEFAULT_WORK:
         command += f" --work {os.path.relpath(os.path.abspath(args.work), ROOT)}"  # as given: a linked folder keeps its name
     timing = f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s)."
