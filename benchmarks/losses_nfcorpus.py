@@ -59,6 +59,7 @@ from gradir.training import TrainSettings, train  # noqa: E402
 from gradir.training.selection import tuned_source  # noqa: E402
 from gradir.training.validation import hold_out  # noqa: E402
 from gain_correlation import validation_test_sentence  # noqa: E402
+from paired_recipes import changed_settings  # noqa: E402
 from results_file import append_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     args.splits = sorted(set(args.splits))  # one order (and one judgments file) whatever the order given
+    if "infonce" in args.losses:
+        args.infonce_from = None  # this recipe's own InfoNCE runs are the reference
     return args
 
 
@@ -229,14 +232,10 @@ def main() -> None:
                 )
                 train(training_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss),
                       validation_judgments=validation_path)
-            trained = json.loads((out / "training.json").read_text())
-            train_seconds.append(trained["seconds"])
-            selection = trained.get("selection") or {}
-            # A run whose selection handed back the base model scores exactly as the base: no re-encoding.
-            scores = base if selection.get("output") == "base" else evaluated(collection, out, out)
-            runs.setdefault(loss, []).append({**scores, "selection": selection})
+            train_seconds.append(json.loads((out / "training.json").read_text())["seconds"])
+            runs.setdefault(loss, []).append(finished_run(collection, out, base))
             print(f"{loss} seed {seed}: nDCG@10 {runs[loss][-1]['metrics']['ndcg@10']:.4f}", flush=True)
-    if args.infonce_from is not None and "infonce" not in runs:
+    if args.infonce_from is not None:
         runs["infonce"] = borrowed_infonce_runs(args, collection, base)
     table = render_table(base, runs, args)
     minutes = (time.perf_counter() - started) / 60
@@ -245,30 +244,34 @@ def main() -> None:
         record(table, args, minutes, statistics.median(train_seconds) if train_seconds else 0.0)
 
 
+def finished_run(collection, out: Path, base: dict) -> dict:
+    """A trained run's test figures with its selection; one that handed back the base scores as the base (no re-encoding)."""
+    selection = json.loads((out / "training.json").read_text()).get("selection") or {}
+    scores = base if selection.get("output") == "base" else evaluated(collection, out, out)
+    return {**scores, "selection": selection}
+
+
+def shown(path: Path) -> str:
+    """A path as given, relative to the repository (a linked folder keeps its name)."""
+    return os.path.relpath(os.path.abspath(path), ROOT)
+
+
 def borrowed_infonce_runs(args: argparse.Namespace, collection, base: dict) -> list[dict]:
     """The InfoNCE runs of ``--infonce-from``, seed for seed, scored on the same test split as this folder's base."""
     other = args.infonce_from
     if json.loads((other / "base" / "eval.json").read_text())["metrics"] != base["metrics"]:
         raise SystemExit(f"{other} was scored against another base model or test split than {args.work}")
-    borrowed = []
-    for seed in args.seeds:
-        out = other / f"infonce-seed{seed}"
-        if not (out / "training.json").is_file():
-            raise SystemExit(f"{other} has no finished InfoNCE run for seed {seed}")
-        selection = json.loads((out / "training.json").read_text()).get("selection") or {}
-        scores = base if selection.get("output") == "base" else evaluated(collection, out, out)
-        borrowed.append({**scores, "selection": selection})
-    return borrowed
+    missing = [seed for seed in args.seeds if not (other / f"infonce-seed{seed}" / "training.json").is_file()]
+    if missing:
+        raise SystemExit(f"{other} has no finished InfoNCE run for seed {missing[0]}")
+    return [finished_run(collection, other / f"infonce-seed{seed}", base) for seed in args.seeds]
 
 
 def borrowed_recipe_note(args: argparse.Namespace) -> str:
     """Which settings the ``--infonce-from`` folder's recipe differs in from this one's."""
-    ours = json.loads((args.work / "settings.json").read_text())
-    theirs = json.loads((args.infonce_from / "settings.json").read_text())
-    changed = "; ".join(f"{k} {theirs.get(k, 'unset')} there, {ours.get(k, 'unset')} here"
-                        for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
-    return (f"The infonce row is read from {os.path.relpath(os.path.abspath(args.infonce_from), ROOT)}, "
-            f"whose recipe differs from this one in: {changed or 'nothing'}.")
+    changed = "; ".join(f"{k} {theirs} there, {ours} here"
+                        for k, (theirs, ours) in changed_settings(args.infonce_from, args.work).items())
+    return f"The infonce row is read from {shown(args.infonce_from)}, whose recipe differs from this one in: {changed}."
 
 
 def mean_per_query(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -323,7 +326,7 @@ def render_table(base: dict, runs: dict[str, list[dict]], args: argparse.Namespa
         recall = spread([r["metrics"]["recall@100"] for r in records])
         against_infonce = versus(None if loss == "infonce" else reference, records)
         lines.append(f"| {loss} | {ndcg} | {recall} |{versus(base_per_query, records)}{against_infonce} {chosen_alphas(records)} |")
-    borrowed = f"\n\n{borrowed_recipe_note(args)}" if args.infonce_from is not None and "infonce" not in args.losses else ""
+    borrowed = f"\n\n{borrowed_recipe_note(args)}" if args.infonce_from is not None else ""
     return "\n".join(lines) + "\n\n" + validation_test_correlation(base["metrics"]["ndcg@10"], runs) + borrowed
 
 
@@ -343,10 +346,10 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *([f"--positives-per-query {args.positives_per_query}"] if args.positives_per_query else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
-    if args.infonce_from is not None and "infonce" not in args.losses:
-        command += f" --infonce-from {os.path.relpath(os.path.abspath(args.infonce_from), ROOT)}"
+    if args.infonce_from is not None:
+        command += f" --infonce-from {shown(args.infonce_from)}"
     if args.work.resolve() != DEFAULT_WORK:
-        command += f" --work {os.path.relpath(os.path.abspath(args.work), ROOT)}"  # as given: a linked folder keeps its name
+        command += f" --work {shown(args.work)}"
     timing = f"Time: {minutes:.0f} min for the whole script this time (median training run {median_train:.0f} s)."
     if args.measured_on:
         timing = (f"Time: the runs were made on the machine above by benchmarks/device/run.sh (median training run "
