@@ -153,7 +153,8 @@ def main() -> None:
             "Validation gain against test gain, pooled over NFCorpus runs",
             command,
             f"Data: every finished run under {len(folders)} recipe folders of benchmarks/losses_nfcorpus.py "
-            "(20% of the NFCorpus dev queries held out and human-graded for the selection; test: the full test split). "
+            "(each held out 20% of its own training queries, dev or dev + train, for the selection, as its section says; "
+            "test: the full test split). "
             "No training or encoding: read from the runs' training.json and eval.json.",
             table,
         )
