@@ -56,7 +56,7 @@ from gradir.losses import LOSSES  # noqa: E402
 from gradir.pipeline.config import MineSection  # noqa: E402
 from gradir.retrieval.search import search  # noqa: E402
 from gradir.training import TrainSettings, train  # noqa: E402
-from gradir.training.selection import tuned_source  # noqa: E402
+from gradir.training.selection import rejected, tuned_source  # noqa: E402
 from gradir.training.validation import hold_out  # noqa: E402
 from gain_correlation import validation_test_sentence  # noqa: E402
 from paired_recipes import changed_settings  # noqa: E402
@@ -94,6 +94,10 @@ def parse_arguments() -> argparse.Namespace:
                         help="also score the model on the held-out queries every this many steps (0: at the end only)")
     parser.add_argument("--average-checkpoints", type=int, default=1,
                         help="also score the average of the k best-scoring checkpoints as a candidate (1: off)")
+    parser.add_argument("--confirm-level", type=float, default=1.0,
+                        help="hand back a tuned winner only if its held-out gain is significant at this level (1: off, "
+                             "as every recorded run; benchmarks/selection_confirmation.py replays the test on finished "
+                             "runs, and an ungated run keeps the test figure of the model the test would send back)")
     parser.add_argument("--positives-per-query", type=int, default=0,
                         help="training rows per query at most, its highest grades first (0: one per positive)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
@@ -150,6 +154,8 @@ def check_work_settings(args: argparse.Namespace) -> None:
         settings["average_checkpoints"] = args.average_checkpoints
     if args.positives_per_query:  # nor --positives-per-query
         settings["positives_per_query"] = args.positives_per_query
+    if args.confirm_level != 1:  # nor --confirm-level
+        settings["confirm_level"] = args.confirm_level
     stored = args.work / "settings.json"
     if not stored.is_file():
         write_text_atomic(stored, json.dumps(settings, indent=1))
@@ -229,6 +235,7 @@ def main() -> None:
                     threshold=args.threshold, validation_share=args.validation_share,
                     validate_every=args.validate_every,
                     precision=args.precision, average_checkpoints=args.average_checkpoints,
+                    confirm_level=args.confirm_level,
                 )
                 train(training_path, collection, loss, out, settings=settings, loss_options=loss_options(args, loss),
                       validation_judgments=validation_path)
@@ -285,10 +292,14 @@ def spread(values: list[float]) -> str:
 
 
 def chosen_alphas(records: list[dict]) -> str:
-    """α per seed, with the checkpoint's step when the run scored more than one (α@step)."""
+    """α per seed, with the checkpoint's step when the run scored more than one (α@step); a winner the
+    confirmation test sent back to the base as ``0 (α@step, p)``."""
     def chosen(selection: dict) -> str:
         if not selection:
             return "-"
+        if rejected(selection):
+            test, source = selection["confirmation"], tuned_source(selection)
+            return f"0 ({test['alpha']:g}{f'@{source}' if source else ''}, p {test['p']:.2f})"
         source = tuned_source(selection) if selection["alpha"] > 0 else None
         return f"{selection['alpha']:g}" + (f"@{source}" if source else "")
 
@@ -344,6 +355,7 @@ def record(table: str, args: argparse.Namespace, minutes: float, median_train: f
          *([f"--precision {args.precision}"] if args.precision != "fp32" else []),
          *([f"--average-checkpoints {args.average_checkpoints}"] if args.average_checkpoints != 1 else []),
          *([f"--positives-per-query {args.positives_per_query}"] if args.positives_per_query else []),
+         *([f"--confirm-level {args.confirm_level:g}"] if args.confirm_level != 1 else []),
          *([f"--splits {' '.join(args.splits)}"] if args.splits != ["dev"] else [])]
     )
     if args.infonce_from is not None:

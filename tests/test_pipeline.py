@@ -280,3 +280,6 @@ def test_the_report_says_when_a_gain_is_noise_and_when_grades_are_all_alike() ->
     assert any("could not choose" in s and "11 held-out queries" in s for s in findings(tied))
     tied["training"]["selection"]["interpolation"][1]["ndcg@10"] = 0.97  # one model scored differently: a choice
     assert not any("could not choose" in s for s in findings(tied))
+    tied["training"]["selection"]["confirmation"] = {"level": 0.05, "alpha": 0.5, "ndcg@10": 0.99, "gain": 0.01,
+                                                     "wins": 3, "losses": 1, "p": 0.3125, "kept": False}
+    assert any("beat the base (0.9800) by +1.00 points" in s and "p = 0.312, level 0.05" in s for s in findings(tied))

@@ -215,7 +215,8 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
     # mini-batches hand bfloat16 gradients back; the saved weights stay float32.
     result = run_cli("train", "--judgments", judgments, "--collection", TINY, "--loss", "bixse", "--out", tmp_path / "m",
                      "--batch-size", "4", "--list-size", "2", "--mini-batch-size", "2", "--max-steps", "1",
-                     "--precision", "bf16", "--threshold", "1", "--positives-per-query", "1", "--validation-share", "0", "--json")
+                     "--precision", "bf16", "--threshold", "1", "--positives-per-query", "1", "--validation-share", "0",
+                     "--confirm-level", "0.05", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     settings = summary["settings"]
@@ -230,7 +231,7 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
     from gradir.pipeline.config import TrainSection
 
     expected = asdict(TrainSection(batch_size=4, list_size=2, mini_batch_size=2, max_steps=1, precision="bf16",
-                                   positives_per_query=1, validation_share=0.0).trainer_settings(0))
+                                   positives_per_query=1, validation_share=0.0, confirm_level=0.05).trainer_settings(0))
     # The threshold is resolved from the judgments, the batch clipped to the tiny set; JSON has no tuples.
     for resolved in ("threshold", "batch_size", "alphas"):
         expected.pop(resolved)
@@ -263,32 +264,37 @@ def test_a_training_set_smaller_than_the_batch_trains_and_an_empty_one_is_a_clea
     assert "no judgment reaches grade 3" in empty.stderr and "Traceback" not in empty.stderr
 
 
-def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_path: Path) -> None:
-    """A learning rate that wrecks the model: the run falls back towards the base and says so."""
-    from sentence_transformers import SentenceTransformer
-
-    from gradir.grading.judgments import judgments_from_qrels as from_qrels
-    from gradir.models import default_model_path
-    from gradir.training import TrainSettings, train
-    from gradir.training.validation import hold_out
-
-    nfcorpus = load_collection(shared_collection("nfcorpus"))
-    # 60 dev queries with their 3 best-graded documents each (grades 1-2) and 3 seeded random documents
-    # judged 0: small enough to score often, and 18 held out, enough that a wrecked model's near-random
-    # ranking of its 6 judged documents cannot match the base's by chance.
+def best_graded_and_random_documents(nfcorpus, queries: int) -> list:
+    """``queries`` NFCorpus dev queries with their 3 best-graded documents each (grades 1-2) and 3 seeded
+    random documents judged 0: small enough to score often, and a ranking a broken model gets wrong."""
     kept: dict[str, int] = {}
     judgments = []
     corpus_ids = sorted(nfcorpus.documents)
     pick = random.Random(0)
-    for j in sorted(from_qrels(nfcorpus, "dev", max_queries=60, seed=0), key=lambda j: (j.query_id, -j.grade, j.doc_id)):
+    for j in sorted(judgments_from_qrels(nfcorpus, "dev", max_queries=queries, seed=0),
+                    key=lambda j: (j.query_id, -j.grade, j.doc_id)):
         if kept.setdefault(j.query_id, 0) < 3:
             kept[j.query_id] += 1
             judgments.append(j)
             graded = set(nfcorpus.qrels("dev")[j.query_id])
             unrelated = next(d for d in iter(lambda: pick.choice(corpus_ids), None) if d not in graded)
             judgments.append(replace(j, doc_id=unrelated, grade=0, p_relevant=0.0))
+    return judgments
+
+
+def test_the_output_is_the_validation_winner_and_never_worse_than_the_base(tmp_path: Path) -> None:
+    """A learning rate that wrecks the model: the run falls back towards the base and says so."""
+    from sentence_transformers import SentenceTransformer
+
+    from gradir.models import default_model_path
+    from gradir.training import TrainSettings, train
+    from gradir.training.validation import hold_out
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    # 60 queries, 18 held out: enough that a wrecked model's near-random ranking of its 6 judged
+    # documents cannot match the base's by chance.
     path = tmp_path / "judgments.jsonl"
-    write_judgments(path, judgments)
+    write_judgments(path, best_graded_and_random_documents(nfcorpus, 60))
     settings = TrainSettings(max_steps=4, batch_size=8, list_size=2, learning_rate=0.3, validation_share=0.3,
                              validate_every=2)
     result = train(path, nfcorpus, "infonce", tmp_path / "m", settings=settings)
@@ -461,3 +467,37 @@ def test_the_average_of_the_best_checkpoints_is_chosen_when_it_scores_higher() -
     choose(model, base, scores, alphas=(0.0, 0.5, 1.0))
     assert tied.summary()["output"] == "base" and tied.summary()["undecided"]
     assert "cannot tell them apart" in tied.sentence()
+
+
+def test_a_tuned_winner_is_handed_back_only_when_its_held_out_gain_passes_the_confirmation_test() -> None:
+    """The untouched model as the only checkpoint against a base wrecked by noise: the checkpoint wins on
+    the held-out queries. At a level its p-value passes it is the output; at a level equal to its p-value
+    the output is the base, and the run says why. Real model, real held-out NFCorpus queries."""
+    from sentence_transformers import SentenceTransformer
+
+    from gradir.models import default_model_path
+    from gradir.training.selection import EpochScores, Selection, choose, snapshot
+    from gradir.training.validation import hold_out
+
+    nfcorpus = load_collection(shared_collection("nfcorpus"))
+    _, validation = hold_out(best_graded_and_random_documents(nfcorpus, 24), nfcorpus.documents, share=0.5,
+                             threshold=1, seed=0)
+    model = SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True)
+    good = snapshot(model)
+    generator = torch.Generator().manual_seed(0)
+    wrecked = {name: value + 0.2 * torch.randn(value.shape, generator=generator) if value.is_floating_point() else value
+               for name, value in good.items()}
+    model.load_state_dict(wrecked)
+    selection = Selection(validation.describe(), validation.score(model))
+    scores = EpochScores(model, validation, selection)
+    model.load_state_dict(good)
+    scores.score(epoch=1.0, step=1)
+    choose(model, wrecked, scores, alphas=(0.0, 1.0), confirm_level=0.5)
+    test = selection.confirmation
+    assert selection.alpha == 1.0 and test["kept"] and test["p"] < 0.5
+    assert test["gain"] == pytest.approx(selection.score - selection.base, abs=1e-6) and test["wins"] > test["losses"]
+    assert validation.score(model) == pytest.approx(selection.score, abs=1e-6)  # the winner is loaded
+    choose(model, wrecked, scores, alphas=(0.0, 1.0), confirm_level=test["p"])  # p < level fails at level = p
+    assert selection.alpha == 0.0 and selection.summary()["output"] == "base" and not selection.confirmation["kept"]
+    assert selection.score == selection.base and validation.score(model) == pytest.approx(selection.base, abs=1e-6)
+    assert "not significant" in selection.sentence() and not selection.summary()["undecided"]

@@ -86,6 +86,9 @@ def _train_option(field: str, kind: type, flag: str, **typer_settings: object) -
                   help="Also score the model on the validation queries every this many steps (0: epoch ends only)."),
     _train_option("average_checkpoints", int, "--average-checkpoints", min=1,
                   help="Also score the average of the k best-scoring checkpoints as a candidate (1: off)."),
+    _train_option("confirm_level", float, "--confirm-level", min=0.0, max=1.0,
+                  help="Hand back a model that beat the base on the validation queries only if its gain is significant "
+                       "at this level (one-sided paired randomisation test; 1: off)."),
     option("validation_judgments", Optional[Path], "--validation-judgments", default=None,
            help="Judgments of other queries to choose with instead of a held-out share (e.g. a few labelled queries)."),
     option("query_groups", Optional[Path], "--query-groups", default=None,
@@ -117,6 +120,7 @@ def train_command(o: Options) -> None:
             save_steps=o.save_steps, max_seq_length=o.max_seq_length or 0, loss_learning_rate=o.loss_lr,
             validation_share=o.validation_share, validate_every=o.validate_every, precision=o.precision,
             average_checkpoints=o.average_checkpoints, positives_per_query=o.positives_per_query,
+            confirm_level=o.confirm_level,
         ).trainer_settings(o.seed)
     extra = None
     if o.documents is not None:

@@ -4,7 +4,7 @@ Two tests of H0 "no difference in the mean":
 - the paired t-test (``scipy.stats.ttest_rel``);
 - the paired randomisation (permutation) test: the sign of each query's difference
   is flipped at random, ``scipy.stats.permutation_test`` with
-  ``permutation_type="samples"``, two-sided on the mean difference.
+  ``permutation_type="samples"``, on the mean difference (two-sided unless asked otherwise).
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def compare_per_query(
     metric: str = "ndcg@10",
     resamples: int = 10_000,
     seed: int = 0,
+    alternative: str = "two-sided",
 ) -> PairedComparison:
-    """Compare system B against system A on the queries both were scored on (wins = B better)."""
+    """Compare system B against system A on the queries both were scored on (wins = B better).
+
+    ``alternative="greater"`` makes both tests one-sided (H1: B's mean is higher), for a
+    decision that only acts on a gain, such as keeping a tuned model over its base."""
     queries = sorted(set(per_query_a) & set(per_query_b))
     a = np.array([per_query_a[q][metric] for q in queries], dtype=np.float64)
     b = np.array([per_query_b[q][metric] for q in queries], dtype=np.float64)
@@ -48,14 +52,14 @@ def compare_per_query(
     if len(queries) < 2 or np.allclose(diff, 0.0):
         t_stat, p_t, p_rand = 0.0, 1.0, 1.0
     else:
-        t_result = stats.ttest_rel(b, a)
+        t_result = stats.ttest_rel(b, a, alternative=alternative)
         t_stat, p_t = float(t_result.statistic), float(t_result.pvalue)
         perm = stats.permutation_test(
             (b, a),
             lambda x, y, axis: np.mean(x - y, axis=axis),
             permutation_type="samples",
             n_resamples=resamples,
-            alternative="two-sided",
+            alternative=alternative,
             vectorized=True,
             rng=np.random.default_rng(seed),
         )

@@ -20,6 +20,7 @@ from gradir.precision import TrainingPrecision
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION
 from gradir.training_defaults import (
     DEFAULT_AVERAGE_CHECKPOINTS,
+    DEFAULT_CONFIRM_LEVEL,
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
@@ -247,6 +248,11 @@ class TrainSection(Section):
         DEFAULT_AVERAGE_CHECKPOINTS, ge=1,
         description="also score the average of the k best-scoring checkpoints (a candidate for the output); 1: off",
     )
+    confirm_level: float = Field(
+        DEFAULT_CONFIRM_LEVEL, gt=0, le=1,
+        description="hand back a model that beat the base on the validation queries only if its gain is significant "
+        "at this level (one-sided paired randomisation test); 1: off, the highest validation score wins",
+    )
     mini_batch_size: int = Field(0, ge=0, description="GradCache mini-batches (less memory); 0: off")
     precision: TrainingPrecision = Field(
         DEFAULT_TRAINING_PRECISION,
@@ -259,7 +265,8 @@ class TrainSection(Section):
     def fingerprint(self) -> dict[str, Any]:
         """The settings in the train stage's fingerprint; keys added later count only when set (earlier runs stay valid)."""
         # Runs made before `precision` existed trained in fp32.
-        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32", "average_checkpoints": 1, "positives_per_query": 0}, exclude=frozenset({"launcher", "save_steps"}))
+        return self.dump_for_fingerprint({"validate_every": 0, "precision": "fp32", "average_checkpoints": 1, "positives_per_query": 0,
+                                           "confirm_level": 1.0}, exclude=frozenset({"launcher", "save_steps"}))
 
     def trainer_settings(self, seed: int):
         """This section as the trainer takes it (:class:`gradir.training.TrainSettings`): the one place the two meet.
@@ -275,6 +282,7 @@ class TrainSection(Section):
             max_seq_length=self.max_seq_length or None, loss_learning_rate=self.loss_learning_rate,
             validation_share=self.validation_share, validate_every=self.validate_every, precision=self.precision,
             average_checkpoints=self.average_checkpoints, positives_per_query=self.positives_per_query,
+            confirm_level=self.confirm_level,
         )
 
 

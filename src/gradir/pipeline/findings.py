@@ -25,12 +25,19 @@ MIN_CANDIDATES = 10  # fewer mined candidates than this: no verdict on their gra
 
 def findings(data: dict[str, Any]) -> list[str]:
     """Sentences for the top of the report, most important first."""
-    from gradir.training.selection import undecided, undecided_sentence  # imports the training stack: only when read
+    from gradir.training.selection import (  # imports the training stack: only when read
+        rejected,
+        rejected_sentence,
+        undecided,
+        undecided_sentence,
+    )
 
     sentences = [_gain(data["comparison"])]
     selection = data["training"].get("selection") or {}
     if selection and undecided(selection):
         sentences.append(f"Selection could not choose: {undecided_sentence(selection)}")
+    elif selection and rejected(selection):
+        sentences.append(f"Selection kept the base model: {rejected_sentence(selection)}.")
     elif selection.get("output") == "base":
         sentences.append("Selection kept the base model: no tuned or interpolated model beat it on the held-out "
                          "synthetic queries, so the output is the base model, unchanged.")

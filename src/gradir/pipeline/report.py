@@ -296,10 +296,13 @@ def _validation_sentence(selection: dict[str, Any]) -> str:
     if not selection:
         return "No validation set (too few queries, or `train.validation_share` 0): the last model is the output."
     held = selection["validation"]
-    from gradir.training.selection import undecided
+    from gradir.training.selection import rejected, rejected_sentence, undecided
 
     if undecided(selection):
         verdict = "**Every model scored what the base scored: the output is the base model, unchanged.**"
+    elif rejected(selection):
+        sentence = rejected_sentence(selection)
+        verdict = f"**{sentence[0].upper()}{sentence[1:]}.**"
     elif selection["output"] == "base":
         verdict = "**The base model scored best: the output is the base model, unchanged.**"
     else:

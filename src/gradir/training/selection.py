@@ -24,6 +24,16 @@ than the best single checkpoint:
     θ̄ = 1/k Σ_{c ∈ top-k} θ_c
 
 It costs one more validation score and k copies of the weights in memory.
+
+An optional confirmation test (``confirm_level`` < 1) guards against handing back a model
+whose held-out edge may be chance: the winner is kept only when it beats the base in a
+one-sided paired randomisation test over the held-out queries' nDCG@10,
+
+    H0: mean_q (nDCG@10_q(θ_α) − nDCG@10_q(θ₀)) ≤ 0,    kept when p < confirm_level,
+
+else the output is the base and the run says why. The winner was chosen on the same
+queries, so the p-value is optimistic; the test trades expected gain for fewer
+regressions (benchmarks/selection_confirmation.py replays it on finished runs).
 """
 
 from __future__ import annotations
@@ -62,6 +72,9 @@ class Selection:
     average: dict[str, Any] = field(default_factory=dict)  # {"steps", "ndcg@10", "chosen"}: the top-k soup, when scored
     alpha: float = 1.0
     score: float = 0.0
+    # The confirmation test of the winner against the base, when one was run:
+    # {"level", "alpha", "ndcg@10", "gain", "wins", "losses", "p", "kept"}
+    confirmation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output(self) -> str:
@@ -75,6 +88,8 @@ class Selection:
         tuned = max((e["ndcg@10"] for e in self.epochs), default=self.base)
         if (summary := self.summary())["undecided"]:
             return f"validation: {undecided_sentence(summary)}"
+        if rejected(summary):
+            return f"validation: {rejected_sentence(summary)}"
         if self.output == "base":
             return (f"validation: the base model scored best (nDCG@10 {self.base:.4f}; tuned {tuned:.4f}); "
                     "the output is the base model, unchanged")
@@ -93,6 +108,21 @@ def undecided(selection: dict[str, Any]) -> bool:
     if not scores:
         return False
     return all(math.isclose(score, selection["base"], rel_tol=0, abs_tol=1e-9) for score in scores)
+
+
+def rejected(selection: dict[str, Any]) -> bool:
+    """Whether a model that beat the base on the validation set was sent back by the confirmation test."""
+    return bool(selection.get("confirmation")) and not selection["confirmation"]["kept"]
+
+
+def rejected_sentence(selection: dict[str, Any]) -> str:
+    """Why the base was handed back although a tuned model scored higher on the validation set."""
+    test = selection["confirmation"]
+    return (f"the best model (α = {test['alpha']:g}, nDCG@10 {test['ndcg@10']:.4f}) beat the base ({selection['base']:.4f}) "
+            f"by {test['gain'] * 100:+.2f} points on {validation_source(selection['validation'])} "
+            f"({test['wins']} queries better, {test['losses']} worse), which is not significant "
+            f"(one-sided paired randomisation p = {test['p']:.3f}, level {test['level']:g}): "
+            "the output is the base model, unchanged")
 
 
 def validation_source(validation: dict[str, Any]) -> str:
@@ -211,9 +241,11 @@ class EpochScores:
         return ScoreCheckpoints()
 
 
-def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple[float, ...]) -> Selection:
+def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple[float, ...],
+           confirm_level: float = 1.0) -> Selection:
     """Score the interpolations between the base and the best checkpoint (or the average of the
-    kept ones, when it scores higher), load the winner into ``model``."""
+    kept ones, when it scores higher), load the winner into ``model``; with ``confirm_level`` < 1,
+    the base instead when the winner's gain over it fails the confirmation test."""
     selection = epochs.selection
     tuned_state = epochs.best_state if epochs.best_state is not None else snapshot(model)
     tuned_score = epochs.best_score if epochs.best_state is not None else None
@@ -234,4 +266,23 @@ def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple
     best = max(sorted(curve), key=lambda a: (curve[a], -a))
     selection.alpha, selection.score = best, curve[best]
     model.load_state_dict(interpolate(base_state, tuned_state, best))
+    if best > 0 and confirm_level < 1:
+        selection.confirmation = confirm(model, base_state, epochs.validation, confirm_level) | {"alpha": best}
+        if not selection.confirmation["kept"]:
+            selection.alpha, selection.score = 0.0, selection.base
+        model.load_state_dict(interpolate(base_state, tuned_state, selection.alpha))
     return selection
+
+
+def confirm(model, base_state: dict[str, Any], validation: ValidationSet, level: float) -> dict[str, Any]:
+    """The one-sided paired randomisation test of ``model`` (as loaded) against the base weights on the
+    validation queries (this loads the base weights into ``model``)."""
+    from gradir.evaluation.compare import compare_per_query
+
+    tuned = validation.per_query(model)
+    model.load_state_dict(base_state)
+    base = validation.per_query(model)
+    test = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()}, {q: {"ndcg@10": s} for q, s in tuned.items()},
+                             alternative="greater")
+    return {"level": level, "ndcg@10": test.mean_b, "gain": test.delta, "wins": test.wins, "losses": test.losses,
+            "p": test.p_randomization, "kept": test.p_randomization < level}

@@ -45,13 +45,14 @@ from gradir.models import resolve_model_path, token_limit
 from gradir.precision import resolve_precision
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import (
-    EpochScores, Selection, average_row, choose, snapshot, tuned_checkpoint, undecided, undecided_sentence,
-    validation_source,
+    EpochScores, Selection, average_row, choose, rejected, rejected_sentence, snapshot, tuned_checkpoint, undecided,
+    undecided_sentence, validation_source,
 )
 from gradir.training.validation import ValidationSet, hold_out, validation_set
 from gradir.training_defaults import (
     DEFAULT_ALPHAS,
     DEFAULT_AVERAGE_CHECKPOINTS,
+    DEFAULT_CONFIRM_LEVEL,
     DEFAULT_LOSS_LEARNING_RATE,
     DEFAULT_THRESHOLD,
     DEFAULT_TRAINING_PRECISION,
@@ -86,6 +87,7 @@ class TrainSettings:
     validate_every: int = DEFAULT_VALIDATE_EVERY  # also score the model every this many steps; 0: epoch ends only
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # WiSE-FT interpolation grid between base and tuned
     average_checkpoints: int = DEFAULT_AVERAGE_CHECKPOINTS  # k best checkpoints averaged as a candidate; 1: off
+    confirm_level: float = DEFAULT_CONFIRM_LEVEL  # keep a tuned winner only if its gain is significant at this level; 1: off
     precision: str = DEFAULT_TRAINING_PRECISION  # auto | fp32 | bf16 (mixed precision; see gradir.precision)
 
     def write(self, path: Path) -> Path:
@@ -353,7 +355,7 @@ def train(
         final_loss, steps, first_step = _fit(trainer, out, resume, trained_loss)
     if epochs is not None:
         epochs.score(trainer.state.epoch or 0.0, steps)  # the last model, when training ended mid-epoch
-        choose(student, base_state, epochs, settings.alphas)
+        choose(student, base_state, epochs, settings.alphas, settings.confirm_level)
         err_console.print(selection.sentence())
     _save_model(student, out)
     described = _described_settings(base_path, judgments_path, collection, settings, loss_options=loss_options or {},
@@ -497,6 +499,7 @@ def _selection_section(selection: dict[str, Any]) -> str:
         f"Output: **{selection['output']}** (α = {selection['alpha']:g}, θ = (1 − α)·θ_base + α·θ_tuned), "
         f"validation nDCG@10 {selection['score']:.4f}.\n\n"
         + (f"Undecided: {undecided_sentence(selection)}\n\n" if undecided(selection) else "")
+        + (f"Not confirmed: {rejected_sentence(selection)}.\n\n" if rejected(selection) else "")
     )
 
 

@@ -53,6 +53,12 @@ class ValidationSet:
 
     def score(self, model, batch_size: int = 32) -> float:
         """nDCG@10 of a sentence-transformers model (used as it is, in eval mode, without gradients, in float32)."""
+        scores = self.per_query(model, batch_size)
+        return sum(scores.values()) / len(scores) if scores else 0.0
+
+    def per_query(self, model, batch_size: int = 32) -> dict[str, float]:
+        """Each held-out query's nDCG@10 under a model: what :meth:`score` averages, and what a paired
+        test of two models compares (a diverged model, with NaN or infinite embeddings, scores 0)."""
         import torch
 
         was_training = model.training
@@ -68,14 +74,14 @@ class ValidationSet:
         finally:
             model.train(was_training)
         if not (np.isfinite(doc_vectors).all() and np.isfinite(query_vectors).all()):
-            return 0.0  # a diverged model (NaN or infinite embeddings) retrieves nothing
+            return {q: 0.0 for q in self.qrels if self.qrels[q]}
         row = {d: i for i, d in enumerate(doc_ids)}
         run = {}
         for q, vector in zip(query_ids, query_vectors):
             judged = list(self.qrels[q])
             scores = doc_vectors[[row[d] for d in judged]] @ vector
             run[q] = {d: float(score) for d, score in zip(judged, scores)}
-        return score_run(self.qrels, run)[0]["ndcg@10"]
+        return {q: metrics["ndcg@10"] for q, metrics in score_run(self.qrels, run)[1].items()}
 
 
 def held_out_groups(groups: Iterable[str], *, share: float = DEFAULT_VALIDATION_SHARE, seed: int = 0) -> set[str]:
