@@ -7,7 +7,8 @@ run whose record is there:
 
 - ``losses_nfcorpus.py`` (and ``paired_recipes.py``): ``settings.json``, and per run
   ``training.json`` (steps, time, the validation curve and the choice) and ``eval.json``
-  (test metrics and per-query scores);
+  (test metrics and per-query scores); ``selection_confirmation.py``'s ``validation_per_query.json``
+  (held-out nDCG@10 per query of a run's output model, and of the base in ``base/``);
 - ``synthetic_scifact.py``: ``benchmark.json`` per variant (and per seed);
 - ``train_sweep.py``: ``row.json`` per recipe and seed.
 
@@ -32,7 +33,7 @@ from gradir.atomic import atomic_path
 ROOT = Path(__file__).resolve().parent
 RECORDS = ROOT / "records"
 WORK = ROOT / "work"
-RECORD_NAMES = {"settings.json", "training.json", "eval.json", "benchmark.json", "row.json"}
+RECORD_NAMES = {"settings.json", "training.json", "eval.json", "benchmark.json", "row.json", "validation_per_query.json"}
 MAX_RECORD_BYTES = 1_000_000  # a record is a summary; anything larger is a model or cache file of the same name
 
 

@@ -14,12 +14,17 @@ selection scored them; the re-scored mean must match the one ``training.json`` r
 and tests the difference. A run the rule sends back to the base then scores the base on
 test (Δ test 0); the others keep their test figure. Re-scoring costs one encoding of the
 held-out queries' judged documents per model; per-query scores are cached in each run
-folder (``validation_per_query.json``) and, for the base, in one file under benchmarks/work
-keyed by the validation file's content (recipes that share a seed share its held-out queries).
+folder (``validation_per_query.json``, the base's in ``base/``, keyed by the validation file's
+content), records that ``benchmarks/records.py`` keeps, so a fresh checkout prints the table
+without the models.
 
 The p-value is optimistic: the candidate was chosen on the same queries it is tested on.
 
-    .venv/bin/python benchmarks/selection_confirmation.py [WORK ...] [--level 0.05]
+``--pipeline-run DIR`` adds a finished ``gradir run`` output folder (e.g. ``demo-output``): its
+held-out queries are drawn again as its train stage drew them (same judgments, source
+passages, share and seed), and its test gain is read from ``eval/comparison.json``.
+
+    .venv/bin/python benchmarks/selection_confirmation.py [WORK ...] [--pipeline-run DIR ...] [--level 0.05]
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from sentence_transformers import SentenceTransformer  # noqa: E402
+
 from gradir.atomic import write_text_atomic  # noqa: E402
 from gradir.collections import load_collection  # noqa: E402
 from gradir.evaluation.compare import compare_per_query  # noqa: E402
@@ -45,7 +52,6 @@ from selection_agreement import recipe_folders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "data" / "beir" / "nfcorpus"
-BASE_CACHE = ROOT / "benchmarks" / "work" / "validation_per_query_base.json"
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("work", type=Path, nargs="*", help="losses_nfcorpus.py --work folders (default: all under benchmarks/work)")
     parser.add_argument("--level", type=float, default=0.05, help="significance level of the one-sided test")
+    parser.add_argument("--pipeline-run", type=Path, action="append", default=[], metavar="DIR",
+                        help="a finished `gradir run` output folder to replay too (repeatable)")
     parser.add_argument("--data", type=Path, default=NFCORPUS, help="the NFCorpus folder (BEIR layout)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     return parser.parse_args()
@@ -82,8 +90,6 @@ def cached_per_query(path: Path, validation_file: Path, model_path: Path, valida
     cached = json.loads(path.read_text()) if path.is_file() else {}
     key = hashlib.sha256(validation_file.read_bytes()).hexdigest()
     if key not in cached:
-        from sentence_transformers import SentenceTransformer
-
         model = SentenceTransformer(str(model_path), local_files_only=True)
         cached[key] = validation.per_query(model)
         write_text_atomic(path, json.dumps(cached))
@@ -111,7 +117,7 @@ def read_runs(folder: Path, collection) -> list[ConfirmedRun]:
         if validation_file not in validations:
             validations[validation_file] = validation_set(read_judgments(validation_file), collection.documents)
         validation = validations[validation_file]
-        base = cached_per_query(BASE_CACHE, validation_file,
+        base = cached_per_query(folder / "base" / "validation_per_query.json", validation_file,
                                 resolve_model_path(None), validation)
         tuned = cached_per_query(run / "validation_per_query.json", validation_file, run, validation)
         comparison = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()},
@@ -123,6 +129,35 @@ def read_runs(folder: Path, collection) -> list[ConfirmedRun]:
         runs.append(ConfirmedRun(folder.name, loss, seed, selection["alpha"], recorded, comparison.delta,
                                  comparison.wins, comparison.losses, comparison.p_randomization, test - base_test))
     return runs
+
+
+def read_pipeline_run(run_dir: Path) -> ConfirmedRun:
+    """A ``gradir run`` output folder, its held-out queries drawn again as its train stage drew them."""
+    from gradir.pipeline.stages import source_passages_in, synthetic_documents_in
+    from gradir.training.assemble import resolve_threshold
+    from gradir.training.validation import hold_out
+
+    training = json.loads((run_dir / "model" / "training.json").read_text())
+    settings, selection = training["settings"], training["selection"]
+    comparison = json.loads((run_dir / "eval" / "comparison.json").read_text())
+    test_gain = comparison["tuned"]["ndcg@10"] - comparison["base"]["ndcg@10"]
+    name, seed = f"pipeline run {run_dir.name}", str(settings["seed"])
+    recorded = selection["score"] - selection["base"]
+    if selection["output"] == "base":
+        return ConfirmedRun(name, training["loss"], seed, 0.0, recorded, recorded, 0, 0, 1.0, test_gain)
+    collection = load_collection(settings["collection"])
+    documents = {**collection.documents, **synthetic_documents_in(run_dir)}
+    judgments = read_judgments(run_dir / "judgments.parquet", set(documents), collection.log)
+    _, validation = hold_out(judgments, documents, share=settings["validation_share"], groups=source_passages_in(run_dir),
+                             threshold=resolve_threshold(judgments, settings["threshold"]), seed=settings["seed"])
+    if validation is None or validation.describe() != selection["validation"]:
+        raise SystemExit(f"{run_dir}: the held-out queries drawn again differ from the ones its train stage recorded")
+    base = validation.per_query(SentenceTransformer(settings["base_model"], local_files_only=True))
+    tuned = validation.per_query(SentenceTransformer(str(run_dir / "model"), local_files_only=True))
+    test = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()}, {q: {"ndcg@10": s} for q, s in tuned.items()},
+                             alternative="greater")
+    return ConfirmedRun(name, training["loss"], seed, selection["alpha"], recorded, test.delta, test.wins, test.losses,
+                        test.p_randomization, test_gain)
 
 
 def render_table(runs: list[ConfirmedRun], level: float) -> str:
@@ -161,6 +196,8 @@ def summary(runs: list[ConfirmedRun], level: float) -> str:
         f"(Δ {', '.join(f'{r.test_gain * 100:+.2f}' for r in caught) or 'none'}), {len(lost_gains)} gained "
         f"(Δ {', '.join(f'{r.test_gain * 100:+.2f}' for r in lost_gains) or 'none'}). Kept but lost on test: "
         f"{len(slipped)}{' (Δ ' + ', '.join(f'{r.test_gain * 100:+.2f}' for r in slipped) + ')' if slipped else ''}. "
+        f"Mean Δ test over all {len(runs)} runs, as run → under the rule: "
+        f"{statistics.fmean(r.test_gain for r in runs) * 100:+.3f} → {statistics.fmean(r.gated_test_gain(level) for r in runs) * 100:+.3f}. "
         f"Mean Δ test over seeds, as run → under the rule: {'; '.join(means) or 'fewer than 2 seeds per loss'}."
     )
 
@@ -170,18 +207,21 @@ def main() -> None:
     folders = recipe_folders(args.work)
     collection = load_collection(args.data)
     runs = [run for folder in folders for run in read_runs(folder, collection)]
+    runs += [read_pipeline_run(run_dir) for run_dir in args.pipeline_run]
     table = render_table(runs, args.level)
     print(table)
     if not args.no_record:
         command = "python benchmarks/selection_confirmation.py"
         if args.work:
             command += " " + " ".join(os.path.relpath(f.resolve(), ROOT) for f in folders)
+        command += "".join(f" --pipeline-run {d}" for d in args.pipeline_run)
         if args.level != 0.05:
             command += f" --level {args.level:g}"
         append_section(
             "A significance test before handing back a tuned model, replayed on NFCorpus runs",
             command,
-            f"Data: every finished run under {len(folders)} recipe folders of benchmarks/losses_nfcorpus.py; "
+            f"Data: every finished run under {len(folders)} recipe folders of benchmarks/losses_nfcorpus.py"
+            f"{f' and {len(args.pipeline_run)} gradir run output folder(s) (its own collection and test split)' if args.pipeline_run else ''}; "
             "the saved output model and the base re-scored on each run's own held-out queries (condensed nDCG@10, "
             "per query); one-sided paired randomisation test, 10,000 resamples. Test: the full NFCorpus test split, "
             "from each run's eval.json. No training.",
