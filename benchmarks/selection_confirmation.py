@@ -6,7 +6,9 @@ best of a dozen candidates on the same queries, is enough to hand back a tuned m
 script replays, on finished runs of ``benchmarks/losses_nfcorpus.py``, a stricter rule:
 
     hand back the chosen model only if it beats the base on the held-out queries in a
-    one-sided paired randomisation test at level ``--level``; else hand back the base.
+    one-sided paired randomisation test at level ``--level``; else hand back the base
+
+(the test of ``gradir train --confirm-level``: ``gradir.training.selection.confirmation_test``).
 
 For each run that handed back a tuned or interpolated model it re-scores the saved output
 model and the base on the run's own validation file (per query, condensed nDCG@10, as the
@@ -43,9 +45,9 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from gradir.atomic import write_text_atomic  # noqa: E402
 from gradir.collections import load_collection  # noqa: E402
-from gradir.evaluation.compare import compare_per_query  # noqa: E402
 from gradir.grading.judgments import read_judgments  # noqa: E402
 from gradir.models import resolve_model_path  # noqa: E402
+from gradir.training.selection import confirmation_test  # noqa: E402
 from gradir.training.validation import validation_set  # noqa: E402
 from results_file import append_section  # noqa: E402
 from selection_agreement import recipe_folders  # noqa: E402
@@ -120,8 +122,7 @@ def read_runs(folder: Path, collection) -> list[ConfirmedRun]:
         base = cached_per_query(folder / "base" / "validation_per_query.json", validation_file,
                                 resolve_model_path(None), validation)
         tuned = cached_per_query(run / "validation_per_query.json", validation_file, run, validation)
-        comparison = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()},
-                                       {q: {"ndcg@10": s} for q, s in tuned.items()}, alternative="greater")
+        comparison = confirmation_test(base, tuned)
         if abs(statistics.fmean(base.values()) - selection["base"]) > 1e-6:
             raise SystemExit(f"{run}: the base re-scores {statistics.fmean(base.values()):.6f} on {validation_file}, "
                              f"training.json recorded {selection['base']:.6f}")
@@ -154,8 +155,7 @@ def read_pipeline_run(run_dir: Path) -> ConfirmedRun:
         raise SystemExit(f"{run_dir}: the held-out queries drawn again differ from the ones its train stage recorded")
     base = validation.per_query(SentenceTransformer(settings["base_model"], local_files_only=True))
     tuned = validation.per_query(SentenceTransformer(str(run_dir / "model"), local_files_only=True))
-    test = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()}, {q: {"ndcg@10": s} for q, s in tuned.items()},
-                             alternative="greater")
+    test = confirmation_test(base, tuned)
     return ConfirmedRun(name, training["loss"], seed, selection["alpha"], recorded, test.delta, test.wins, test.losses,
                         test.p_randomization, test_gain)
 

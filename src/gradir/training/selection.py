@@ -40,10 +40,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradir.models import token_limit
 from gradir.training.validation import ValidationSet
+
+if TYPE_CHECKING:
+    from gradir.evaluation.compare import PairedComparison
 
 
 def snapshot(model) -> dict[str, Any]:
@@ -274,15 +277,20 @@ def choose(model, base_state: dict[str, Any], epochs: EpochScores, alphas: tuple
     return selection
 
 
-def confirm(model, base_state: dict[str, Any], validation: ValidationSet, level: float) -> dict[str, Any]:
-    """The one-sided paired randomisation test of ``model`` (as loaded) against the base weights on the
-    validation queries (this loads the base weights into ``model``)."""
+def confirmation_test(base: dict[str, float], tuned: dict[str, float]) -> PairedComparison:
+    """The one-sided paired randomisation test of the tuned model's per-query validation nDCG@10
+    over the base's (H1: the tuned mean is higher)."""
     from gradir.evaluation.compare import compare_per_query
 
+    return compare_per_query({q: {"ndcg@10": s} for q, s in base.items()}, {q: {"ndcg@10": s} for q, s in tuned.items()},
+                             alternative="greater")
+
+
+def confirm(model, base_state: dict[str, Any], validation: ValidationSet, level: float) -> dict[str, Any]:
+    """:func:`confirmation_test` of ``model`` (as loaded) against the base weights on the validation
+    queries (this loads the base weights into ``model``)."""
     tuned = validation.per_query(model)
     model.load_state_dict(base_state)
-    base = validation.per_query(model)
-    test = compare_per_query({q: {"ndcg@10": s} for q, s in base.items()}, {q: {"ndcg@10": s} for q, s in tuned.items()},
-                             alternative="greater")
+    test = confirmation_test(validation.per_query(model), tuned)
     return {"level": level, "ndcg@10": test.mean_b, "gain": test.delta, "wins": test.wins, "losses": test.losses,
             "p": test.p_randomization, "kept": test.p_randomization < level}
