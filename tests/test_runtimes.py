@@ -14,6 +14,7 @@ from gradir.collections import load_collection
 from gradir.retrieval.encoding import Encoder
 from gradir.errors import GradirError
 from gradir.models import default_model_path, model_fingerprint
+from gradir.precision import native_bfloat16
 from gradir.retrieval.runtimes import export_into_model_folder
 
 RUNTIMES = [("onnx", "fp32", 0.9999), ("onnx", "int8", 0.99), ("openvino", "fp32", 0.9999), ("openvino", "int8", 0.99),
@@ -99,3 +100,14 @@ def test_the_cli_names_a_bad_runtime_without_a_traceback() -> None:
     result = run_cli("eval", "--collection", TINY, "--backend", "onnx", "--precision", "int4")
     assert result.returncode == 2
     assert "unknown precision 'int4'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bf16_asked_for_where_it_is_emulated_says_so_once() -> None:
+    """bf16 on hardware without native bfloat16 (an AVX2-only CPU) is many times slower than fp32: the run warns.
+
+    (That fp32 encoders stay quiet is checked by test_cached_training_runs_through_the_cli: one warning, its training's.)
+    """
+    result = run_cli("eval", "--collection", TINY, "--precision", "bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    emulated = not native_bfloat16()
+    assert result.stderr.count("no native bfloat16") == (1 if emulated else 0), result.stderr

@@ -14,6 +14,7 @@ from conftest import TINY, run_cli, shared_collection
 from gradir.collections import load_collection
 from gradir.errors import GradirError
 from gradir.grading.judgments import judgments_from_qrels, read_judgments, write_judgments
+from gradir.precision import native_bfloat16
 from gradir.training import assemble_training_set
 
 
@@ -218,6 +219,8 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
                      "--precision", "bf16", "--threshold", "1", "--positives-per-query", "1", "--validation-share", "0",
                      "--confirm-level", "0.05", "--json")
     assert result.returncode == 0, result.stderr
+    # bf16 named where it is only emulated: one warning (the training and its encoders share it)
+    assert result.stderr.count("no native bfloat16") == (0 if native_bfloat16() else 1), result.stderr
     summary = json.loads(result.stdout)
     settings = summary["settings"]
     assert settings["mini_batch_size"] == 2 and settings["precision"] == "bf16"

@@ -25,6 +25,7 @@ from gradir.cache_dir import default_cache_dir
 from gradir.collections.records import Document
 from gradir.console import progress
 from gradir.models import model_fingerprint, resolve_model_path, set_token_limit
+from gradir.precision import warn_if_emulated
 from gradir.retrieval.dense import EXACT, ApproximateSearch, DenseIndex
 from gradir.retrieval.embedding_cache import EmbeddingCache, text_key
 from gradir.retrieval.runtimes import DEFAULT_BACKEND, DEFAULT_PRECISION, check_runtime, export_file, use_runtime
@@ -69,6 +70,7 @@ class Encoder:
         exports_dir: Path | str | None = None,
     ):
         check_runtime(backend, precision)
+        warn_if_emulated(precision)
         self.model_path = resolve_model_path(model)
         self.backend = backend
         self.precision = precision

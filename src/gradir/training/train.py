@@ -42,7 +42,7 @@ from gradir.errors import GradirError
 from gradir.grading.judgments import read_judgments
 from gradir.losses import LOSSES, RERANKER_LOSSES, CachedLoss
 from gradir.models import resolve_model_path, token_limit
-from gradir.precision import resolve_precision
+from gradir.precision import resolve_precision, warn_if_emulated
 from gradir.training.assemble import TrainingSet, assemble_training_set, resolve_threshold
 from gradir.training.selection import (
     EpochScores, Selection, average_row, choose, rejected, rejected_sentence, snapshot, tuned_checkpoint, undecided,
@@ -317,6 +317,7 @@ def train(
 
     settings = settings or TrainSettings()
     # training.json records the precision used (auto resolved); the caller's settings stay as given
+    warn_if_emulated(settings.precision)
     settings = replace(settings, precision=resolve_precision(settings.precision))
     start = time.perf_counter()
     out = Path(out)
@@ -432,6 +433,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
 
     settings = settings or TrainSettings()
+    warn_if_emulated(settings.precision)
     settings = replace(settings, precision=resolve_precision(settings.precision))
     start = time.perf_counter()
     out = Path(out)
