@@ -219,7 +219,7 @@ def test_cached_training_runs_through_the_cli(tmp_path: Path) -> None:
                      "--precision", "bf16", "--threshold", "1", "--positives-per-query", "1", "--validation-share", "0",
                      "--confirm-level", "0.05", "--json")
     assert result.returncode == 0, result.stderr
-    # bf16 named where it is only emulated: one warning (the training and its encoders share it)
+    # bf16 named where it is only emulated: one warning, the training's (its encoders run in fp32)
     assert result.stderr.count("no native bfloat16") == (0 if native_bfloat16() else 1), result.stderr
     summary = json.loads(result.stdout)
     settings = summary["settings"]

@@ -316,8 +316,8 @@ def train(
     )
 
     settings = settings or TrainSettings()
-    # training.json records the precision used (auto resolved); the caller's settings stay as given
     warn_if_emulated(settings.precision)
+    # training.json records the precision used (auto resolved); the caller's settings stay as given
     settings = replace(settings, precision=resolve_precision(settings.precision))
     start = time.perf_counter()
     out = Path(out)
